@@ -1,0 +1,5 @@
+import sys
+
+from amidcc.cli import main
+
+sys.exit(main())
