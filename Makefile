@@ -21,11 +21,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy --strict src/amidcc/codecs
 
-bench: $(STAMP)
-	$(PY) -m bench.codecs
+TERMINETER_VENV := .venv-termineter
+
+# termineter lives in its own environment: it installs a top-level `c1218` package.
+$(TERMINETER_VENV)/.installed:
+	$(PYTHON) -m venv $(TERMINETER_VENV)
+	$(TERMINETER_VENV)/bin/python -m pip install -q 'termineter==1.0.6' || true
+	touch $@
+
+bench: $(STAMP) $(TERMINETER_VENV)/.installed
+	TERMINETER_PYTHON=$(TERMINETER_VENV)/bin/python $(PY) -m bench.codecs
 
 demo: $(STAMP)
 	$(VENV)/bin/amidcc demo $(DEMO_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TERMINETER_VENV) build dist src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs them. Each prints its figures; none is a timed test."""
