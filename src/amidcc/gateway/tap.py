@@ -1,0 +1,297 @@
+"""The daemon: ``twistd -n amidcc --config amidcc.toml`` (or ``twist amidcc ...``).
+
+:class:`Options` and :func:`makeService` are what the twistd plugin
+(``src/twisted/plugins/amidcc_plugin.py``) hands to twistd; everything else composes the gateway
+from a :class:`~amidcc.gateway.config.Config` and a reactor, so tests build it on a
+``MemoryReactorClock`` without sockets. This is the one place where services are wired together
+(architecture.md, "Composition happens in one place").
+
+Run it on the asyncio reactor (``--reactor=asyncio``): pymodbus, zeroconf and the embedded broker
+are asyncio libraries (integration-notes.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, cast
+
+from twisted.application import strports
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    LogPublisher,
+    globalLogBeginner,
+    globalLogPublisher,
+    jsonFileLogObserver,
+    textFileLogObserver,
+)
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from amidcc import __version__
+from amidcc.gateway.config import Config, ConfigError, LoggingSection, load_config
+from amidcc.gateway.metrics import GatewayMetrics
+from amidcc.gateway.web import HealthReport, build_root, build_site
+
+#: A reactor providing IReactorCore, IReactorTime and IReactorTCP (zope interfaces are not types
+#: mypy can intersect, and Twisted ships no mypy-zope plugin).
+Reactor = Any
+
+__all__ = ["GatewayService", "LogSetup", "Options", "build_service", "makeService", "periodic"]
+
+log = Logger(namespace="amidcc.gateway")
+
+
+class Options(usage.Options):
+    """``amidcc`` subcommand options of twistd / twist."""
+
+    synopsis = "[--config FILE]"
+    longdesc = (
+        "Run the amidcc AMI head-end / DCC gateway. Without --config it runs on the embedded "
+        "defaults (every listener on loopback). `amidcc config sample` prints a commented file; "
+        "`amidcc config check FILE` validates one."
+    )
+    optParameters = [
+        ["config", "c", None, "TOML configuration file (embedded defaults without it)."],
+    ]
+
+    def postOptions(self) -> None:
+        """Load and validate the config now, so a mistake stops twistd before anything starts."""
+        path = self["config"]
+        try:
+            self.loaded = load_config(path) if path else Config()
+        except ConfigError as err:
+            raise usage.UsageError(f"{path}: {err}") from None
+
+
+def makeService(options: Options) -> MultiService:
+    """twistd's entry point: the gateway on the installed (global) reactor."""
+    from twisted.internet import reactor  # only now: twistd has installed the chosen reactor
+
+    return build_service(options.loaded, reactor)
+
+
+def build_service(config: Config, reactor: Reactor) -> GatewayService:
+    """The gateway service for ``config`` on ``reactor`` (not started)."""
+    return GatewayService(config, reactor)
+
+
+def periodic(
+    name: str,
+    interval: float,
+    step: Callable[[], object],
+    *,
+    clock: IReactorTime,
+    metrics: GatewayMetrics | None = None,
+) -> TimerService:
+    """A TimerService calling ``step`` every ``interval`` seconds, first at start.
+
+    A step that raises or returns a failing Deferred is logged (and counted in
+    ``amidcc_job_failures_total{job=name}``) and the loop goes on; a step returning a Deferred
+    delays the next step until it fires, so a slow step never overlaps itself.
+    """
+    failures = metrics.job_failures.labels(job=name) if metrics is not None else None
+
+    def failed(failure: Failure) -> None:
+        log.failure(
+            "periodic job {job} failed; next run in {interval}s",
+            failure,
+            job=name,
+            interval=interval,
+        )
+        if failures is not None:
+            failures.inc()
+
+    def guarded() -> Deferred[object]:
+        return maybeDeferred(step).addErrback(failed)
+
+    service = TimerService(interval, guarded)
+    service.clock = clock
+    service.setName(name)
+    return service
+
+
+class LogSetup:
+    """Apply ``[logging]`` to a log publisher while the gateway runs, and undo it on stop.
+
+    twistd has no log-level option, so the level filter is put in front of the observers already
+    attached to the publisher (twistd's own log); ``twist --log-level`` filters before this, so
+    under ``twist`` the stricter of the two wins. ``logging.file`` adds one more observer.
+    Install it once the reactor runs: ``twist`` starts the service before it begins logging.
+    """
+
+    def __init__(
+        self,
+        settings: LoggingSection,
+        publisher: LogPublisher = globalLogPublisher,
+        *,
+        resolve: Callable[[Path], Path] = lambda p: p,
+    ) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self._resolve = resolve
+        self._swapped: list[tuple[Any, Any]] = []  # (original observer, installed observer)
+        self._file: IO[Any] | None = None
+
+    def install(self) -> None:
+        predicate: Any = LogLevelFilterPredicate(LogLevel.levelWithName(self.settings.level))
+        # LogPublisher has no public way to list its observers; read the attribute defensively.
+        # The LogBeginner's start-up buffer is never wrapped: beginLoggingTo must find it as is.
+        buffer = getattr(globalLogBeginner, "_temporaryObserver", None)
+        for observer in list(getattr(self.publisher, "_observers", ())):
+            if observer is buffer:
+                continue
+            wrapped: Any = FilteringLogObserver(observer, [predicate])
+            self.publisher.removeObserver(observer)
+            self.publisher.addObserver(wrapped)
+            self._swapped.append((observer, wrapped))
+        if self.settings.file is not None:
+            path = self._resolve(self.settings.file)
+            self._file = path.open("a", encoding="utf-8")
+            make = jsonFileLogObserver if self.settings.format == "json" else textFileLogObserver
+            wrapped = FilteringLogObserver(cast(ILogObserver, make(self._file)), [predicate])
+            self.publisher.addObserver(wrapped)
+            self._swapped.append((wrapped, wrapped))
+
+    def uninstall(self) -> None:
+        for original, wrapped in reversed(self._swapped):
+            self.publisher.removeObserver(wrapped)
+            if original is not wrapped:
+                self.publisher.addObserver(original)
+        self._swapped.clear()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class GatewayService(MultiService):
+    """The whole gateway, one MultiService; children start in this order and stop in reverse.
+
+    Attributes and hooks, for the services added later:
+
+    ``config``, ``reactor``
+        what it was built from; services take the reactor as their clock (never the global one).
+    ``metrics``
+        the :class:`~amidcc.gateway.metrics.GatewayMetrics` every component reports into.
+    ``stores``
+        name -> object for shared state (``"eventlog"``, ``"registry"``, ...); put them here
+        before adding services that use them. A store that needs starting is also a service
+        added with ``add_store_service``.
+    ``links``
+        a MultiService for link adapters (C12.22 TCP/UDP listeners, MQTT, Modbus):
+        ``svc.setServiceParent(gateway.links)``. Started after the stores, before the jobs.
+    ``jobs``
+        a MultiService for periodic work (scheduler, clock checks, retention pruning); add them
+        with :meth:`add_periodic`.
+    ``web_root``
+        the twisted.web root (``/metrics``, ``/health``); the API adds ``putChild(b"api", ...)``.
+    ``add_health_check(name, check)``
+        ``check()`` returns ``"ok"`` or what is wrong; ``/health`` is 503 while any is not ok.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Reactor,
+        *,
+        metrics: GatewayMetrics | None = None,
+        log_publisher: LogPublisher | None = None,
+    ) -> None:
+        super().__init__()
+        self.setName("amidcc")
+        self.config = config
+        self.reactor = reactor
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
+        self.stores: dict[str, object] = {}
+        self.started_at: float | None = None
+        self._health_checks: dict[str, Callable[[], str]] = {}
+        self._log_setup = LogSetup(
+            config.logging, log_publisher or globalLogPublisher, resolve=config.resolve
+        )
+        self.store_services = self._child("stores")
+        self.links = self._child("links")
+        self.jobs = self._child("jobs")
+        self.web_root = build_root(self.metrics, self.health)
+        site = cast(IProtocolFactory, build_site(self.web_root))
+        self.web = strports.service(config.metrics.listen, site, reactor=reactor)
+        self.web.setName("web")
+        self.web.setServiceParent(self)
+        self.add_health_check("links", lambda: self._running(self.links))
+        self.add_health_check("jobs", lambda: self._running(self.jobs))
+
+    def _child(self, name: str) -> MultiService:
+        child = MultiService()
+        child.setName(name)
+        child.setServiceParent(self)
+        return child
+
+    @staticmethod
+    def _running(parent: MultiService) -> str:
+        stopped = [s.name or repr(s) for s in parent if not s.running]
+        return "ok" if parent.running and not stopped else f"not running: {stopped or 'all'}"
+
+    def add_store_service(self, name: str, store: Service) -> None:
+        """Add a store that has a lifecycle (opened before the links, closed after them)."""
+        store.setName(name)
+        store.setServiceParent(self.store_services)
+
+    def add_periodic(self, name: str, interval: float, step: Callable[[], object]) -> TimerService:
+        """Run ``step`` every ``interval`` seconds under ``jobs``; see :func:`periodic`."""
+        service = periodic(name, interval, step, clock=self.reactor, metrics=self.metrics)
+        service.setServiceParent(self.jobs)
+        return service
+
+    def add_health_check(self, name: str, check: Callable[[], str]) -> None:
+        """Register ``check`` (returns ``"ok"`` or a problem) under ``name`` in ``/health``."""
+        self._health_checks[name] = check
+
+    def health(self) -> HealthReport:
+        """Run every health check now; a check that raises counts as failing."""
+        results: dict[str, str] = {}
+        for name, check in self._health_checks.items():
+            try:
+                results[name] = check()
+            except Exception as exc:  # a broken check must not break /health
+                results[name] = f"check raised {exc!r}"
+        now = self.reactor.seconds()
+        uptime = now - self.started_at if self.started_at is not None else 0.0
+        return HealthReport(
+            name=self.config.gateway.name,
+            version=__version__,
+            uptime_seconds=uptime,
+            checks=results,
+        )
+
+    def startService(self) -> None:
+        self.config.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        self.reactor.callWhenRunning(self._log_setup.install)
+        self.started_at = self.reactor.seconds()
+        self.metrics.mark_started(self.started_at)
+        super().startService()
+        log.info(
+            "amidcc {version} gateway {name!r} started (config {source}); metrics and health on "
+            "{metrics_listen}",
+            version=__version__,
+            name=self.config.gateway.name,
+            source=self.config.source,
+            metrics_listen=self.config.metrics.listen,
+        )
+
+    def stopService(self) -> Deferred[None]:
+        log.info("amidcc gateway {name!r} stopping", name=self.config.gateway.name)
+        d: Deferred[None] = super().stopService()  # type: ignore[assignment]
+
+        def stopped(result: object) -> object:
+            log.info("amidcc gateway {name!r} stopped", name=self.config.gateway.name)
+            self._log_setup.uninstall()
+            return result
+
+        return d.addBoth(stopped)
