@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -347,8 +346,11 @@ def test_st64_refuses_mismatched_values() -> None:
         ST64.build(good, TableContext(st61=act))
 
 
-def test_st64_45_days_of_15_minute_data_decodes_fast() -> None:
-    """45 days x 96 intervals x 4 channels, extended status: decode well under 100 ms."""
+def test_st64_45_days_of_15_minute_data() -> None:
+    """45 days x 96 intervals x 4 channels with every block option: the struct fast path at scale.
+
+    Speed is measured outside the suite (about 7 ms to decode here), never asserted.
+    """
     rng = random.Random(1)
     act = act_lp(ALL_FLAGS, blocks=45, ints=96, chns=4)
     ctrl = lp_ctrl(IntervalFormat.UINT16, chns=4)
@@ -357,13 +359,7 @@ def test_st64_45_days_of_15_minute_data_decodes_fast() -> None:
         act, ctrl, datetime(2024, 1, 1), lambda b, i, c: rng.randrange(65536), status=True
     )
     raw = ST64.build(data, ctx)
-    assert ST64.parse(raw, ctx) == data
-    best = min(_timed(lambda: ST64.parse(raw, ctx)) for _ in range(3))
-    print(f"ST64 4320 intervals x 4 channels, {len(raw)} bytes: decode {best * 1000:.1f} ms")
-    assert best < 0.1
-
-
-def _timed(fn: Any) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    assert len(raw) == 45 * (5 + 4 * 12 + 12 + 96 * (3 + 4 * 2))
+    decoded = ST64.parse(raw, ctx)
+    assert decoded == data
+    assert sum(len(block.intervals) for block in decoded.blocks) == 4320

@@ -530,12 +530,13 @@ class _Intervals(Construct):  # type: ignore[misc]
         if len(obj) != self.count:
             raise LocalProtocolError(f"a block needs {self.count} intervals, got {len(obj)}")
         out = bytearray()
+        statuses: dict[ExtendedIntStatus, bytes] = {}
         for interval in obj:
-            out += self._pack(interval)
+            out += self._pack(interval, statuses)
         stream_write(stream, bytes(out), len(out), path)
         return obj
 
-    def _pack(self, interval: LpInterval) -> bytes:
+    def _pack(self, interval: LpInterval, statuses: dict[ExtendedIntStatus, bytes]) -> bytes:
         if len(interval.values) != self.nbr_chns:
             raise LocalProtocolError(
                 f"an interval needs {self.nbr_chns} values, got {len(interval.values)}"
@@ -544,11 +545,14 @@ class _Intervals(Construct):  # type: ignore[misc]
             raise LocalProtocolError(
                 "interval status must be given exactly when LP_FLAGS asks for it"
             )
-        head = (
-            (encode_extended_status(interval.status, self.nbr_chns),)
-            if interval.status is not None
-            else ()
-        )
+        head: tuple[bytes, ...] = ()
+        if interval.status is not None:
+            raw = statuses.get(interval.status)
+            if raw is None:
+                raw = statuses[interval.status] = encode_extended_status(
+                    interval.status, self.nbr_chns
+                )
+            head = (raw,)
         if self.codec.code is None:
             return self.row.pack(*head, b"".join(self.codec.encode(v) for v in interval.values))
         return self.row.pack(*head, *interval.values)
