@@ -1,0 +1,212 @@
+"""How hard the gateway may push the network: in-flight limits and a connection-rate cap.
+
+* :class:`InflightLimit`: at most ``limit`` requests at once; the next ones wait in FIFO order.
+  Requests are queued, never dropped (a fleet-wide read becomes a steady stream, not a storm);
+  an optional ``max_queue`` turns an absurd backlog into :class:`Throttled` instead of memory.
+* :class:`RequestThrottle`: one limit per link kind and one per collector (or relay), as
+  ``[throttle]`` configures. A request takes its collector's slot first and its link's second, so
+  requests queued behind a busy collector never hold link slots other collectors could use.
+* :class:`ConnectionRateLimit`: at most ``per_window`` new connections in any sliding ``window``
+  seconds; the listener refuses the rest (the meters retry with backoff).
+
+Time comes in as an argument (``now``); nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.python.failure import Failure
+
+from .config import ThrottleSection
+from .links.base import Throttled
+
+__all__ = ["ConnectionRateLimit", "InflightLimit", "RequestThrottle"]
+
+_T = TypeVar("_T")
+
+
+class InflightLimit:
+    """A counting semaphore with a FIFO queue, and the numbers a test or a gauge wants."""
+
+    def __init__(self, limit: int, *, max_queue: int | None = None) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        """Most holders at once."""
+        self.max_queue = max_queue
+        """Most waiters (None: unbounded); past it :meth:`acquire` fails with Throttled."""
+        self.in_flight = 0
+        """Current holders."""
+        self.peak = 0
+        """Most holders ever seen at once."""
+        self._waiting: deque[Deferred[None]] = deque()
+
+    @property
+    def queued(self) -> int:
+        """Waiters."""
+        return len(self._waiting)
+
+    @property
+    def idle(self) -> bool:
+        """Nobody holds or waits."""
+        return self.in_flight == 0 and not self._waiting
+
+    def acquire(self) -> Deferred[None]:
+        """Fires when a slot is ours (at once if one is free). Cancelling it leaves the queue."""
+        if self.in_flight < self.limit:
+            self._take()
+            return succeed(None)
+        if self.max_queue is not None and len(self._waiting) >= self.max_queue:
+            raise Throttled(f"{len(self._waiting)} requests already queued (limit {self.max_queue})")
+        d: Deferred[None] = Deferred(self._cancel_wait)
+        self._waiting.append(d)
+        return d
+
+    def _take(self) -> None:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    def _cancel_wait(self, d: Deferred[None]) -> None:
+        try:
+            self._waiting.remove(d)
+        except ValueError:
+            pass
+
+    def release(self) -> None:
+        """Give a slot back; the first waiter gets it."""
+        if self.in_flight <= 0:
+            raise RuntimeError("release() without acquire()")
+        self.in_flight -= 1
+        if self._waiting and self.in_flight < self.limit:
+            self._take()
+            self._waiting.popleft().callback(None)
+
+
+class RequestThrottle:
+    """Requests in flight per link and per collector (``[throttle]``), queued in FIFO order."""
+
+    def __init__(self, *, per_link: int, per_collector: int, max_queue: int | None = None) -> None:
+        self.per_link = per_link
+        self.per_collector = per_collector
+        self.max_queue = max_queue
+        self._links: dict[str, InflightLimit] = {}
+        self._collectors: dict[str, InflightLimit] = {}
+        self.collector_peak = 0
+        """Most requests ever in flight through one collector."""
+
+    @classmethod
+    def from_config(cls, section: ThrottleSection, *, max_queue: int | None = None) -> RequestThrottle:
+        """The throttle ``[throttle]`` describes."""
+        return cls(
+            per_link=section.max_inflight_per_link,
+            per_collector=section.max_inflight_per_collector,
+            max_queue=max_queue,
+        )
+
+    def link_limit(self, link: str) -> InflightLimit:
+        """The limit of one link (made on first use, kept)."""
+        limit = self._links.get(link)
+        if limit is None:
+            limit = self._links[link] = InflightLimit(self.per_link, max_queue=self.max_queue)
+        return limit
+
+    def collector_limit(self, collector: str) -> InflightLimit | None:
+        """The current limit of one collector, if it has holders or waiters."""
+        return self._collectors.get(collector)
+
+    def _collector(self, collector: str) -> InflightLimit:
+        limit = self._collectors.get(collector)
+        if limit is None:
+            limit = InflightLimit(self.per_collector, max_queue=self.max_queue)
+            self._collectors[collector] = limit
+        return limit
+
+    def in_flight(self, link: str) -> int:
+        """Requests in flight on ``link`` now."""
+        limit = self._links.get(link)
+        return 0 if limit is None else limit.in_flight
+
+    def run(
+        self, link: str, collector: str | None, start: Callable[[], Deferred[_T]]
+    ) -> Deferred[_T]:
+        """Call ``start()`` once a collector slot (if any) and a link slot are ours; release both
+        when its Deferred fires. Cancelling the result cancels the wait or the request."""
+        limits = [self._collector(collector)] if collector is not None else []
+        limits.append(self.link_limit(link))
+        held: list[InflightLimit] = []
+        current: list[Deferred[Any]] = []
+        outer: Deferred[_T] = Deferred(lambda _: current[0].cancel() if current else None)
+
+        def finish(result: object) -> None:
+            for limit in reversed(held):
+                limit.release()
+            held.clear()
+            if collector is not None and limits[0].idle:
+                if self._collectors.get(collector) is limits[0]:
+                    del self._collectors[collector]
+            if outer.called:
+                return
+            if isinstance(result, Failure):
+                outer.errback(result)
+            else:
+                outer.callback(result)  # type: ignore[arg-type]
+
+        def got(_: object, limit: InflightLimit) -> None:
+            held.append(limit)
+            if collector is not None and limit is limits[0]:
+                self.collector_peak = max(self.collector_peak, limit.in_flight)
+            step()
+
+        def step() -> None:
+            if len(held) == len(limits):
+                running: Deferred[Any] = maybeDeferred(start)
+                current[:] = [running]
+                running.addBoth(finish)
+                return
+            limit = limits[len(held)]
+            try:
+                waiting = limit.acquire()
+            except Throttled:
+                finish(Failure())  # type: ignore[no-untyped-call]
+                return
+            current[:] = [waiting]
+            waiting.addCallbacks(got, finish, callbackArgs=(limit,))
+
+        step()
+        return outer
+
+
+class ConnectionRateLimit:
+    """At most ``per_window`` new connections in any ``window`` seconds (a sliding window)."""
+
+    def __init__(self, per_window: int, window: float) -> None:
+        if per_window < 1 or window <= 0:
+            raise ValueError("per_window must be >= 1 and window > 0")
+        self.per_window = per_window
+        self.window = window
+        self.accepted = 0
+        """Connections allowed so far."""
+        self.refused = 0
+        """Connections refused so far."""
+        self._times: deque[float] = deque()
+
+    @classmethod
+    def from_config(cls, section: ThrottleSection) -> ConnectionRateLimit:
+        """The cap ``[throttle]`` describes."""
+        return cls(section.new_connections_per_window, section.window)
+
+    def allow(self, now: float) -> bool:
+        """Whether a connection arriving at ``now`` may be accepted (and count it if so)."""
+        times = self._times
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(times) >= self.per_window:
+            self.refused += 1
+            return False
+        times.append(now)
+        self.accepted += 1
+        return True
