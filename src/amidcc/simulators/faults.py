@@ -1,0 +1,332 @@
+"""The fault model: one switch per failure the use case names, and the link faults.
+
+Each meter fault has a row in :data:`FAULTS` saying how the meter notices it (at once, at its next
+self-test, or at its next metrology check), where a head-end sees it (ST3 standard and manufacturer
+status bits, an event code, an MT0 self-test check), which organisation's kind of failure it is
+(FR16 class, BR3 component), and whether it is critical (pushed to the head-end at once, FR1/FR17)
+or waits for the next read.
+
+Link faults are not seen by the meter at all: they are data on the meter (:class:`LinkFaults`) that
+the transports (C12.22/TCP, MQTT mesh, Modbus, optical) honour.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+__all__ = [
+    "FAULTS",
+    "FAULT_NUMBER",
+    "MFG_EVENT_FLAG",
+    "LINK_FAULT_KINDS",
+    "NO_LINK_FAULTS",
+    "Check",
+    "Detection",
+    "EventClass",
+    "FaultKind",
+    "FaultSpec",
+    "LinkFaultKind",
+    "LinkFaults",
+    "MfgEvent",
+    "MfgStatus",
+    "StdEvent",
+    "StdStatus",
+    "parse_fault_kind",
+]
+
+
+class FaultKind(enum.StrEnum):
+    """Meter faults (the use case's list; FR1, FR2, FR5-FR8, FR14, FR17, S7)."""
+
+    CHECKSUM = "checksum"  #: program/configuration checksum error (FR1)
+    FIRMWARE = "firmware"  #: failure after a firmware upgrade (FR1)
+    METROLOGY = "metrology"  #: metrology failure: under-registers (FR1, FR17)
+    PROGRAM = "program"  #: program (configuration) lost (FR5)
+    RAM = "ram"  #: RAM failure (FR5)
+    ROM = "rom"  #: ROM failure (FR5)
+    NVRAM = "nvram"  #: non-volatile memory failure (FR5)
+    TIME_SYNC = "time-sync"  #: the clock cannot be synchronised and drifts (FR6)
+    WRONG_SOCKET = "wrong-socket"  #: installed in the wrong socket (FR2)
+    HAN = "han"  #: a subscribed HAN device stopped answering (FR7)
+    PUSH_FAILURE = "push-failure"  #: meter-initiated messages fail (FR8)
+    DATA_INCONSISTENCY = "data-inconsistency"  #: registers disagree with interval data (FR14)
+    TAMPER = "tamper"  #: tamper detected (S7)
+    POWER_OUTAGE = "power-outage"  #: power lost (last gasp); clearing it restores power
+    REVERSE_ROTATION = "reverse-rotation"  #: energy registers backwards (meter inverted)
+    LOW_BATTERY = "low-battery"  #: clock battery low
+
+
+class LinkFaultKind(enum.StrEnum):
+    """Faults on the way to the meter; honoured by the transports, invisible to the meter."""
+
+    SILENT = "silent"  #: the meter's radio/modem answers nothing
+    RELAY_DOWN = "relay-down"  #: the meter's parent relay is down
+    COLLECTOR_DOWN = "collector-down"  #: the meter's collector is down
+    PACKET_LOSS = "packet-loss"  #: each message is lost with probability ``value`` (default 0.3)
+    LATENCY = "latency"  #: ``value`` seconds added to every message (default 2.0)
+    GARBAGE = "garbage"  #: responses are replaced by garbage with probability ``value`` (default 1)
+
+
+LINK_FAULT_KINDS = frozenset(LinkFaultKind)
+
+
+def parse_fault_kind(text: str) -> FaultKind | LinkFaultKind:
+    """``"metrology"``, ``"time_sync"`` or ``"TIME-SYNC"`` -> the kind; ValueError naming the choices."""
+    key = text.strip().lower().replace("_", "-")
+    for enum_cls in (FaultKind, LinkFaultKind):
+        try:
+            return enum_cls(key)
+        except ValueError:
+            continue
+    choices = ", ".join([*FaultKind, *LinkFaultKind])
+    raise ValueError(f"unknown fault kind {text!r} (one of: {choices})")
+
+
+class Detection(enum.StrEnum):
+    """When the meter notices a fault."""
+
+    IMMEDIATE = "immediate"  #: a sensor or the failing operation itself
+    SELF_TEST = "self-test"  #: the next self-diagnostic run (power-up, periodic or on demand)
+    METROLOGY = "metrology"  #: the next metrology health check
+
+
+class EventClass(enum.StrEnum):
+    """FR16 priority classes: the first two are reported at once, the rest by the next read."""
+
+    SAFETY = "safety"
+    SERVICE = "service"
+    BILLING = "billing"
+    CUSTOMER = "customer"
+    INFORMATIONAL = "informational"
+
+
+class StdStatus(enum.IntFlag):
+    """ST3 ED_STD_STATUS1 (protocol-facts 4.4)."""
+
+    UNPROGRAMMED = 0x0001
+    CONFIGURATION_ERROR = 0x0002
+    SELF_CHK_ERROR = 0x0004
+    RAM_FAILURE = 0x0008
+    ROM_FAILURE = 0x0010
+    NONVOL_MEM_FAILURE = 0x0020
+    CLOCK_ERROR = 0x0040
+    MEASUREMENT_ERROR = 0x0080
+    LOW_BATTERY = 0x0100
+    LOW_LOSS_POTENTIAL = 0x0200
+    DEMAND_OVERLOAD = 0x0400
+    POWER_FAILURE = 0x0800
+    TAMPER_DETECT = 0x1000
+    REVERSE_ROTATION = 0x2000
+
+
+class MfgStatus(enum.IntFlag):
+    """amidcc's ST3 ED_MFG_STATUS (2 bytes, DATA_ORDER): one bit per fault the standard bits blur."""
+
+    CHECKSUM_ERROR = 0x0001
+    FIRMWARE_FAILURE = 0x0002
+    METROLOGY_CHECK_FAILED = 0x0004
+    TIME_SYNC_FAILURE = 0x0008
+    WRONG_SOCKET = 0x0010
+    HAN_COMM_FAILURE = 0x0020
+    PUSH_FAILURE = 0x0040
+    DATA_INCONSISTENCY = 0x0080
+    PROGRAM_FAILURE = 0x0100
+
+
+class StdEvent(enum.IntEnum):
+    """Standard event codes the simulator logs (protocol-facts 4.10)."""
+
+    POWER_DOWN = 1
+    POWER_UP = 2
+    TIME_CHANGED_OLD = 3
+    TIME_CHANGED_NEW = 4
+    PROCEDURE_INVOKED = 9
+    TABLE_WRITTEN = 10
+    END_DEVICE_PROGRAMMED = 11
+    DEMAND_RESET = 20
+    CONFIGURATION_ERROR = 37
+    SELF_CHECK_ERROR = 38
+    RAM_FAILURE = 39
+    ROM_FAILURE = 40
+    NV_MEMORY_FAILURE = 41
+    CLOCK_ERROR = 42
+    MEASUREMENT_ERROR = 43
+    LOW_BATTERY = 44
+    TAMPER_ATTEMPT = 47
+    REVERSE_ROTATION = 48
+
+
+class MfgEvent(enum.IntEnum):
+    """amidcc manufacturer event numbers (logged with the EVENT_CODE manufacturer bit, 0x0800)."""
+
+    SELF_TEST_PASSED = 0  #: argument: run kind, checks run
+    SELF_TEST_FAILED = 1  #: argument: run kind, failing-check bitmap
+    METROLOGY_PASSED = 2  #: argument: error in per mille
+    METROLOGY_FAILED = 3  #: argument: error in per mille
+    CHECKSUM_ERROR = 4
+    FIRMWARE_FAILURE = 5
+    WRONG_SOCKET = 6
+    HAN_COMM_FAILURE = 7  #: argument: HAN device index
+    PUSH_FAILURE = 8  #: a meter-initiated message could not be delivered (FR8)
+    DATA_INCONSISTENCY = 9
+    TIME_SYNC_FAILURE = 10
+    FAULT_CLEARED = 11  #: argument: fault number (position in FaultKind)
+    LAST_GASP = 12  #: sent as power fails
+    PROGRAM_FAILURE = 13
+
+
+#: Manufacturer flag in an EVENT_CODE / HISTORY_CODE word (TABLE_IDB_BFLD bit 11).
+MFG_EVENT_FLAG = 0x0800
+
+
+class Check(enum.IntEnum):
+    """Self-test checks, one MT0 record each; the numbers are MT0 CHECK_IDs.
+
+    0-11 are :class:`amidcc.codecs.c1219.mfg.SelfTestCheck`; 12-17 are added here for the use
+    case's failures that list has no check for (MT0 leaves 0-255 to amidcc)."""
+
+    RAM = 0
+    ROM = 1
+    NVRAM = 2
+    CLOCK = 3
+    METROLOGY = 4  #: MEASUREMENT
+    BATTERY = 5
+    RADIO = 7  #: meter-initiated messages (FR8)
+    FIRMWARE = 11  #: FIRMWARE_IMAGE
+    PROGRAM_CHECKSUM = 12
+    PROGRAM = 13
+    SOCKET = 14
+    HAN = 15
+    DATA_CONSISTENCY = 16
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FaultSpec:
+    """How one fault kind shows, and to whom it matters."""
+
+    kind: FaultKind
+    """The fault."""
+    detection: Detection
+    """When the meter notices it."""
+    event_class: EventClass
+    """FR16 class, the hint the head-end's classification starts from."""
+    critical: bool
+    """Pushed to the head-end at once (an :class:`~amidcc.simulators.diagnostics.Alarm`)."""
+    component: str
+    """BR3/FR19 component: ``"meter"``, ``"han"`` or ``"wan"``."""
+    std_status: StdStatus
+    """ST3 standard status bits set while detected (latched until SP7)."""
+    mfg_status: MfgStatus
+    """ST3 manufacturer status bits set while detected."""
+    event_code: int
+    """EVENT_CODE logged on detection (a StdEvent, or MFG_EVENT_FLAG | MfgEvent)."""
+    check: Check | None
+    """MT0 check that fails while the fault is active (None: not a self-test matter)."""
+
+
+def _mfg(e: MfgEvent) -> int:
+    return MFG_EVENT_FLAG | int(e)
+
+
+_I, _S, _M = Detection.IMMEDIATE, Detection.SELF_TEST, Detection.METROLOGY
+_SAF, _SRV, _BIL, _CUS, _INF = (
+    EventClass.SAFETY,
+    EventClass.SERVICE,
+    EventClass.BILLING,
+    EventClass.CUSTOMER,
+    EventClass.INFORMATIONAL,
+)
+_NS, _NM = StdStatus(0), MfgStatus(0)
+
+# kind, detection, class, critical, component, std bits, mfg bits, event, MT0 check
+_ROWS: list[tuple[FaultKind, Detection, EventClass, bool, str, StdStatus, MfgStatus, int, Check | None]] = [
+    (FaultKind.CHECKSUM, _S, _SRV, True, "meter", StdStatus.SELF_CHK_ERROR, MfgStatus.CHECKSUM_ERROR, _mfg(MfgEvent.CHECKSUM_ERROR), Check.PROGRAM_CHECKSUM),
+    (FaultKind.FIRMWARE, _S, _SRV, True, "meter", StdStatus.SELF_CHK_ERROR, MfgStatus.FIRMWARE_FAILURE, _mfg(MfgEvent.FIRMWARE_FAILURE), Check.FIRMWARE),
+    (FaultKind.METROLOGY, _M, _BIL, True, "meter", StdStatus.MEASUREMENT_ERROR, MfgStatus.METROLOGY_CHECK_FAILED, StdEvent.MEASUREMENT_ERROR, Check.METROLOGY),
+    (FaultKind.PROGRAM, _S, _SRV, True, "meter", StdStatus.UNPROGRAMMED | StdStatus.CONFIGURATION_ERROR, MfgStatus.PROGRAM_FAILURE, StdEvent.CONFIGURATION_ERROR, Check.PROGRAM),
+    (FaultKind.RAM, _S, _SRV, True, "meter", StdStatus.RAM_FAILURE, _NM, StdEvent.RAM_FAILURE, Check.RAM),
+    (FaultKind.ROM, _S, _SRV, True, "meter", StdStatus.ROM_FAILURE, _NM, StdEvent.ROM_FAILURE, Check.ROM),
+    (FaultKind.NVRAM, _S, _SRV, True, "meter", StdStatus.NONVOL_MEM_FAILURE, _NM, StdEvent.NV_MEMORY_FAILURE, Check.NVRAM),
+    (FaultKind.TIME_SYNC, _S, _BIL, True, "meter", StdStatus.CLOCK_ERROR, MfgStatus.TIME_SYNC_FAILURE, StdEvent.CLOCK_ERROR, Check.CLOCK),
+    (FaultKind.WRONG_SOCKET, _I, _SAF, True, "meter", StdStatus.CONFIGURATION_ERROR, MfgStatus.WRONG_SOCKET, _mfg(MfgEvent.WRONG_SOCKET), Check.SOCKET),
+    (FaultKind.HAN, _I, _CUS, False, "han", _NS, MfgStatus.HAN_COMM_FAILURE, _mfg(MfgEvent.HAN_COMM_FAILURE), Check.HAN),
+    (FaultKind.PUSH_FAILURE, _I, _INF, False, "wan", _NS, MfgStatus.PUSH_FAILURE, _mfg(MfgEvent.PUSH_FAILURE), Check.RADIO),
+    (FaultKind.DATA_INCONSISTENCY, _S, _BIL, False, "meter", StdStatus.SELF_CHK_ERROR, MfgStatus.DATA_INCONSISTENCY, _mfg(MfgEvent.DATA_INCONSISTENCY), Check.DATA_CONSISTENCY),
+    (FaultKind.TAMPER, _I, _SAF, True, "meter", StdStatus.TAMPER_DETECT, _NM, StdEvent.TAMPER_ATTEMPT, None),
+    (FaultKind.POWER_OUTAGE, _I, _SRV, True, "meter", StdStatus.POWER_FAILURE, _NM, StdEvent.POWER_DOWN, None),
+    (FaultKind.REVERSE_ROTATION, _I, _SAF, True, "meter", StdStatus.REVERSE_ROTATION, _NM, StdEvent.REVERSE_ROTATION, None),
+    (FaultKind.LOW_BATTERY, _I, _INF, False, "meter", StdStatus.LOW_BATTERY, _NM, StdEvent.LOW_BATTERY, Check.BATTERY),
+]  # fmt: skip
+
+#: The fault table, by kind.
+FAULTS: dict[FaultKind, FaultSpec] = {
+    row[0]: FaultSpec(
+        kind=row[0],
+        detection=row[1],
+        event_class=row[2],
+        critical=row[3],
+        component=row[4],
+        std_status=row[5],
+        mfg_status=row[6],
+        event_code=int(row[7]),
+        check=row[8],
+    )
+    for row in _ROWS
+}
+assert set(FAULTS) == set(FaultKind), "every fault kind needs a row"
+
+#: Position of each kind (the FAULT_CLEARED event argument, MT0 detail codes).
+FAULT_NUMBER: dict[FaultKind, int] = {k: i for i, k in enumerate(FaultKind)}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LinkFaults:
+    """The link faults currently set on one meter; transports read these fields and honour them."""
+
+    silent: bool = False
+    """Answer nothing (the meter's radio or modem is dead; also true while the power is out)."""
+    relay_down: bool = False
+    """The meter's parent relay is down (the mesh re-routes via an alternate parent if allowed)."""
+    collector_down: bool = False
+    """The meter's collector is down."""
+    packet_loss: float = 0.0
+    """Probability that one message (either way) is lost."""
+    latency: float = 0.0
+    """Seconds added to every message."""
+    garbage: float = 0.0
+    """Probability that a response is replaced by garbage bytes."""
+
+    @property
+    def any(self) -> bool:
+        """True when some link fault is set."""
+        return self != NO_LINK_FAULTS
+
+    def with_fault(self, kind: LinkFaultKind, value: float | None) -> LinkFaults:
+        """A copy with ``kind`` set (``value`` for the numeric ones; a sensible default if None)."""
+        if kind is LinkFaultKind.PACKET_LOSS:
+            return replace(self, packet_loss=_prob(0.3 if value is None else value, kind))
+        if kind is LinkFaultKind.LATENCY:
+            lat = 2.0 if value is None else value
+            if lat < 0:
+                raise ValueError("latency must be >= 0 seconds")
+            return replace(self, latency=lat)
+        if kind is LinkFaultKind.GARBAGE:
+            return replace(self, garbage=_prob(1.0 if value is None else value, kind))
+        return replace(self, **{kind.value.replace("-", "_"): True})
+
+    def without_fault(self, kind: LinkFaultKind) -> LinkFaults:
+        """A copy with ``kind`` cleared."""
+        field = kind.value.replace("-", "_")
+        default = getattr(NO_LINK_FAULTS, field)
+        return replace(self, **{field: default})
+
+
+def _prob(value: float, kind: LinkFaultKind) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{kind.value} is a probability between 0 and 1, not {value}")
+    return float(value)
+
+
+#: The shared "no link fault" value (most meters point at this one object).
+NO_LINK_FAULTS = LinkFaults()
