@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from amidcc.codecs.c1219 import ST64, CurrentRegData, EventLogData, LpData, LpStatus
-from amidcc.simulators import MeterConfig, MeterIdentity, MfgEvent, SimMeter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from amidcc.codecs.c1219 import ST64, CurrentRegData, EventLogData, LpData, LpStatus, decode_table
+from amidcc.simulators import FaultKind, MeterConfig, MeterIdentity, MfgEvent, SimMeter
 from amidcc.simulators.config import DAY
 from amidcc.simulators.faults import MFG_EVENT_FLAG
 from amidcc.simulators.tables import EPOCH
@@ -118,3 +121,30 @@ def test_config_is_shared_not_copied() -> None:
     m2 = SimMeter(MeterIdentity(manufacturer="A", model="M", serial="s2", seed=2), config=cfg, start_time=T0)
     assert m1.config is m2.config
     assert dataclasses.replace(cfg) == cfg
+
+
+ROBUST_TABLES = (1, 3, 8, 23, 52, 63, 74, 76, 2048, 2049)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    offset=st.floats(min_value=-2 * DAY, max_value=40 * DAY),
+    kinds=st.lists(st.sampled_from([k for k in FaultKind if k is not FaultKind.POWER_OUTAGE]), max_size=4),
+    big_endian=st.booleans(),
+    tm_format=st.sampled_from([1, 2, 3, 4]),
+)
+def test_every_table_reads_at_any_time_with_any_faults(offset: float, kinds: list[FaultKind], big_endian: bool, tm_format: int) -> None:
+    ident = MeterIdentity(manufacturer="LGYR", model="SIM4", serial="meter-0077", seed=77)
+    m = SimMeter(ident, config=MeterConfig(big_endian=big_endian, tm_format=tm_format), start_time=T0)
+    c = Client(m)
+    now = T0 + offset + 0.37
+    for i, kind in enumerate(kinds):
+        m.inject(kind, now - 3600.0 * (i + 1))
+    m.tick(now)
+    ctx = c.learn(now)
+    for table in ROBUST_TABLES:
+        assert decode_table(table, c.read_raw(table, now), ctx) is not None, table
+    today = int(now // DAY) % m.config.lp_days
+    assert len(c.read_index(64, (today,), 1, now)) == len(c.read_raw(64, now)) // m.config.lp_days
+    c.procedure(11, now)
+    c.procedure(0, now, mfg=True)

@@ -138,3 +138,15 @@ def test_fault_args() -> None:
     for bad in ("metrology", "meltdown@meter-1", "tamper@relay:r1", "tamper@meter-1+soon"):
         with pytest.raises(ScenarioError, match="--fault"):
             parse_fault_arg(bad)
+
+
+def test_the_documented_example_parses() -> None:
+    import re
+    import tomllib
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "simulators.md").read_text()
+    block = re.search(r"## Scenario files.*?```toml\n(.*?)```", doc, re.S)
+    assert block is not None
+    sc = parse_scenario(tomllib.loads(block.group(1)))
+    assert sc.fleet.meters == 1000 and sc.meter.metrology_period == 7 * DAY and len(sc.faults) == 3
+    assert sc.topology.meters_per_modbus_collector == 32
