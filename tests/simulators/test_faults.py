@@ -255,3 +255,20 @@ def test_link_faults_are_data_for_transports() -> None:
     assert not m.link_faults.silent and m.link_faults.any
     with pytest.raises(ValueError):
         m.inject(LinkFaultKind.PACKET_LOSS, NOW, value=2.0)
+
+
+def test_last_self_test_and_metrology_times() -> None:
+    from amidcc.simulators import RunKind
+
+    m = make_meter()
+    assert m.last_self_test(T0) == (T0, RunKind.POWER_UP)
+    phase_run = m.epoch + m.selftest_phase
+    periodic = phase_run + ((NOW - phase_run) // DAY) * DAY
+    if periodic > T0:
+        assert m.last_self_test(NOW) == (periodic, RunKind.PERIODIC)
+    m.run_self_test(NOW + 5)
+    assert m.last_self_test(NOW + 10) == (float(int(NOW + 5)), RunKind.ON_DEMAND)
+    m.run_metrology_check(NOW + 20)
+    assert m.last_metrology(NOW + 30) == float(int(NOW + 20))
+    metro_run = m.epoch + m.metrology_phase
+    assert m.last_metrology(NOW + 3 * DAY) == metro_run + ((NOW + 3 * DAY - metro_run) // DAY) * DAY
