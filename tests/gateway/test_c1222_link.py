@@ -50,14 +50,12 @@ from amidcc.codecs.psem import (
 from amidcc.gateway.config import parse_config
 from amidcc.gateway.links.base import LinkDown, LinkKind, MeterAddress, RequestTimeout
 from amidcc.gateway.links.c1222 import (
-    C1222Datagram,
-    C1222Factory,
     C1222Link,
-    C1222Protocol,
     C1222Settings,
     MeterRegistered,
     meter_id_from_esn,
 )
+from amidcc.gateway.links.c1222_transport import C1222Datagram, C1222Factory, C1222Protocol
 from amidcc.gateway.metrics import GatewayMetrics
 from amidcc.gateway.registry import MeterRegistry
 from amidcc.gateway.throttle import ConnectionRateLimit

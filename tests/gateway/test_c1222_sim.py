@@ -21,7 +21,8 @@ from amidcc.codecs.c1222 import ApTitle, SecurityMode
 from amidcc.codecs.psem import pad_password as psem_pad
 from amidcc.gateway.config import RequestsSection
 from amidcc.gateway.links.base import LinkKind, MeterAddress, RequestTimeout
-from amidcc.gateway.links.c1222 import C1222Factory, C1222Link, C1222Protocol, C1222Settings
+from amidcc.gateway.links.c1222 import C1222Link, C1222Settings
+from amidcc.gateway.links.c1222_transport import C1222Factory, C1222Protocol
 from amidcc.gateway.meters import MeterClient
 from amidcc.gateway.metrics import GatewayMetrics
 from amidcc.gateway.registry import MeterRegistry
@@ -251,7 +252,7 @@ class UdpPair:
     """A simulated UDP node and the gateway's datagram protocol, wired by hand."""
 
     def __init__(self, rig: Rig, node: C1222Node) -> None:
-        from amidcc.gateway.links.c1222 import C1222Datagram
+        from amidcc.gateway.links.c1222_transport import C1222Datagram
 
         self.gw = C1222Datagram(rig.link)
         self.sim = SimC1222Datagram(node, ("127.0.0.1", 1153), rig.clock.seconds, rig.clock.callLater)
@@ -294,3 +295,17 @@ def test_udp_nodes_register_and_answer(tmp_path: Path) -> None:
 
 
 
+
+
+def test_a_table_too_large_for_one_apdu_is_read_in_chunks(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, 1)
+    (node,) = nodes(rig)
+    rig.attach(node)
+    rig.flush()
+    meter = rig.meters[0]
+    read = rig.wait(rig.client.read_table(meter.meter_id, 64))  # 48 days of 15-minute data
+    assert len(read.data) > 32767 and read.value is not None  # type: ignore[attr-defined]
+    from amidcc.simulators.tables import table_bytes
+
+    assert read.data == table_bytes(meter, 64, rig.clock.seconds())  # type: ignore[attr-defined]
+    assert rig.errors("malformed") == 0

@@ -15,7 +15,9 @@ which link it is.
 * **Tables.** A full read is decoded with the meter's own table context (its ST0, and ST21, ST61,
   ST62 or ST71 where the table's layout depends on them): the client reads those dimension tables
   first, once per meter, and caches the context. Partial reads and tables without a model return
-  the bytes only.
+  the bytes only. A table the meter cannot send in one response (``RSTL`` with its maximum size,
+  e.g. 45 days of load profile) is read with offset reads that fit, its size known from the
+  context.
 * **Procedures** (protocol-facts.md 4.6): one APDU carries the ST7 write and the ST8 read; the ST8
   answer must match the procedure number, the manufacturer flag and our sequence number. After a
   timeout the client first reads ST8 again (the procedure may have run) before starting it anew,
@@ -89,6 +91,10 @@ MFG_TABLE = 0x0800
 #: Response codes worth asking again for.
 RETRY_CODES = frozenset({ResponseCode.BSY, ResponseCode.DNR})
 _DIMENSIONS = (0, 21, 61, 62, 71)
+#: Room left in a response APDU for ACSE, EPSEM, the security answer and the MAC (chunked reads).
+CHUNK_OVERHEAD = 256
+#: Chunk size when a meter answers RSTL without its maximum.
+DEFAULT_CHUNK = 4096
 
 
 class MeterError(Exception):
@@ -276,12 +282,37 @@ class MeterClient:
         else:
             request = FullRead(table_id=word)
         ctx = await self._context(meter_id, word) if decode and not partial else None
-        (response,) = await self._exchange(meter_id, "read", [request])
-        assert isinstance(response, ReadResponse)
+        try:
+            (response,) = await self._exchange(meter_id, "read", [request])
+            data = response.data  # type: ignore[union-attr]
+        except MeterRefused as exc:
+            if exc.code is not ResponseCode.RSTL or partial:
+                raise
+            ctx = ctx or await self._context(meter_id, word)
+            data = await self._read_in_chunks(meter_id, word, ctx, exc)
         value = None
-        if ctx is not None:
-            value = self._decode_table(meter_id, word, response.data, ctx)
-        return TableRead(meter_id=meter_id, table=word, offset=offset if partial else None, data=response.data, value=value)
+        if ctx is not None and decode:
+            value = self._decode_table(meter_id, word, data, ctx)
+        return TableRead(meter_id=meter_id, table=word, offset=offset if partial else None, data=data, value=value)
+
+    async def _read_in_chunks(self, meter_id: str, word: int, ctx: TableContext, refusal: MeterRefused) -> bytes:
+        """A table too large for one response (``RSTL``): offset reads that fit, joined."""
+        try:
+            size = table_model(word).size(ctx)
+        except UnknownTableError:
+            size = None
+        if size is None:
+            raise refusal
+        limit = refusal.response.max_size or DEFAULT_CHUNK + CHUNK_OVERHEAD
+        chunk = max(64, limit - CHUNK_OVERHEAD)
+        parts: list[bytes] = []
+        for offset in range(0, size, chunk):
+            count = min(chunk, size - offset)
+            request = PartialReadOffset(table_id=word, offset=offset, octet_count=count)
+            (response,) = await self._exchange(meter_id, "read", [request])
+            assert isinstance(response, ReadResponse)
+            parts.append(response.data)
+        return b"".join(parts)
 
     def _decode_table(self, meter_id: str, word: int, data: bytes, ctx: TableContext) -> Any:
         try:

@@ -64,6 +64,7 @@ from amidcc.codecs.errors import CodecError
 from amidcc.codecs.psem import (
     ConnectionType,
     NodeType,
+    NokResponse,
     Register,
     Trace,
     TraceResponse,
@@ -91,6 +92,8 @@ log = Logger(namespace="amidcc.simulators.c1222")
 _NOTIFY = AeQualifier.NOTIFICATION | AeQualifier.URGENT
 _TRACE = 0x26
 _MAX_ID = 0x7FFFFFFF
+#: Room kept in a reply APDU for ACSE, EPSEM and MAC around the service responses.
+_REPLY_OVERHEAD = 128
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -307,8 +310,8 @@ class C1222Node:
             secured = {"key_id": key_id, "key": key, "iv": self._iv(title, now)}
         reply = encode_apdu(
             reply_to(
-                message.apdu, responses, security_mode=mode, base_oid=self.settings.base_oid,
-                **secured,  # type: ignore[arg-type]
+                message.apdu, self._fit(responses), security_mode=mode,
+                base_oid=self.settings.base_oid, **secured,  # type: ignore[arg-type]
             )
         )  # fmt: skip
         faults = meter.link_faults
@@ -317,6 +320,15 @@ class C1222Node:
         if faults.garbage and self._rng.random() < faults.garbage:
             reply = self._garbage()
         return [Outgoing(faults.latency, reply)]
+
+    def _fit(self, responses: list[bytes]) -> list[bytes]:
+        """Responses too large for one APDU become ``RSTL`` with the maximum size (C12.22)."""
+        limit = self.settings.max_apdu_size
+        budget = limit - _REPLY_OVERHEAD
+        too_large = encode_response(NokResponse(code=ResponseCode.RSTL, max_size=limit))
+        if sum(len(r) + 4 for r in responses) <= budget:
+            return responses
+        return [too_large if len(r) > budget // max(1, len(responses)) else r for r in responses]
 
     def _serve(self, meter: SimMeter, services: list[bytes], now: float) -> list[bytes]:
         """The meter answers its services; Trace is answered by the link (see the module doc)."""

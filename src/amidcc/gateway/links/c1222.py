@@ -38,19 +38,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IAddress
-from twisted.internet.protocol import DatagramProtocol, ServerFactory, connectionDone
-from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from amidcc.codecs.ber import parse_oid
 from amidcc.codecs.c1222 import (
-    NEED_MORE,
     AeQualifier,
     Apdu,
-    ApduBuffer,
-    ApduTooLargeError,
     ApTitle,
     C1222Message,
     ResponseControl,
@@ -60,7 +53,6 @@ from amidcc.codecs.c1222 import (
     decode_message,
     encode_apdu,
     iv_from_time,
-    receive_datagram,
     reply_to,
 )
 from amidcc.codecs.codes import ResponseCode
@@ -81,19 +73,17 @@ from amidcc.codecs.psem import (
 )
 
 from ..config import Config
-from ..correlation import Clock, Correlator
+from ..correlation import Clock
 from ..metrics import GatewayMetrics, LinkMetrics
 from ..registry import ApTitleInUse, MeterRecord, MeterRegistry, Registration
 from .base import LinkDown, LinkKind, MeterAddress
 
 __all__ = [
     "AlarmHook",
-    "C1222Datagram",
-    "C1222Factory",
     "C1222Link",
-    "C1222Protocol",
     "C1222Settings",
     "Channel",
+    "ChannelState",
     "MeterRegistered",
     "meter_id_from_esn",
 ]
@@ -352,6 +342,8 @@ class C1222Link:
 
     def channel_closed(self, channel: Channel, reason: str = "connection lost") -> None:
         """The channel is gone: unroute its meters, fail its pending requests with LinkDown."""
+        if channel not in self.channels and channel.correlator.down:
+            return  # already closed (the listener stopped it, then the connection reported)
         self.channels.discard(channel)
         for title in channel.state.titles:
             if self.routes.get(title) is channel:
@@ -649,139 +641,3 @@ class C1222Link:
             return
         if isinstance(result, Deferred):
             result.addErrback(lambda f: log.failure("c1222 hook {hook!r} failed", f, hook=hook))
-
-
-# -- TCP ---------------------------------------------------------------------------------------
-
-
-def _peer_text(scheme: str, address: IAddress) -> str:
-    host = getattr(address, "host", "?")
-    port = getattr(address, "port", "?")
-    return f"{scheme}:{host}:{port}"
-
-
-class C1222Protocol(TwistedProtocol):
-    """One TCP connection from a meter or a collector: ``dataReceived`` feeds the framer."""
-
-    def __init__(self, link: C1222Link) -> None:
-        self.link = link
-        self.buffer = ApduBuffer(link.settings.max_apdu_size)
-        self.correlator: Any = Correlator(link.clock, on_timeout=lambda _: link.counters.error("timeout"))
-        self.state = ChannelState()
-        self.peer = "tcp:?"
-        self._excused = 0  # bytes of an oversize APDU being skipped: not garbage
-
-    def connectionMade(self) -> None:
-        transport: Any = self.transport
-        self.peer = _peer_text("tcp", transport.getPeer())
-        self.link.channel_opened(self)
-
-    def dataReceived(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer.receive_data(data)
-        while not self.state.closing:
-            before = buffer.discarded_bytes
-            error: RemoteProtocolError | None = None
-            apdu: bytes | None = None
-            try:
-                found = buffer.next_apdu()
-                if found is not NEED_MORE:
-                    apdu = found
-            except ApduTooLargeError as exc:
-                error = exc
-                self._excused += exc.size
-            except RemoteProtocolError as exc:
-                error = exc
-            dropped = buffer.discarded_bytes - before
-            excused = min(dropped, self._excused)
-            self._excused -= excused
-            if error is not None or dropped > excused:
-                self.link.garbage(self, dropped - excused, error)
-            if apdu is not None:
-                self.link.apdu_received(self, apdu)
-            elif error is None:
-                return
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        why = "closed for garbage" if self.state.closing else reason.getErrorMessage()
-        self.link.channel_closed(self, why)
-
-    def write_apdu(self, data: bytes) -> None:
-        transport: Any = self.transport
-        if transport is not None:
-            transport.write(data)
-
-    def close(self) -> None:
-        self.state.closing = True
-        transport: Any = self.transport
-        if transport is not None:
-            transport.loseConnection()
-
-
-class C1222Factory(ServerFactory):
-    """The TCP listener's factory; refuses connections past the rate cap (closes them at once)."""
-
-    def __init__(self, link: C1222Link, *, rate_limit: Any = None) -> None:
-        self.link = link
-        self.rate_limit = rate_limit
-        """A :class:`~amidcc.gateway.throttle.ConnectionRateLimit`, or None."""
-
-    def buildProtocol(self, addr: IAddress) -> C1222Protocol | None:  # type: ignore[override]
-        limit = self.rate_limit
-        if limit is not None and not limit.allow(self.link.clock.seconds()):
-            log.info("c1222 refused {peer}: new-connection cap", peer=_peer_text("tcp", addr))
-            return None
-        return C1222Protocol(self.link)
-
-
-# -- UDP ---------------------------------------------------------------------------------------
-
-
-class _UdpPeer:
-    """One UDP peer seen as a channel."""
-
-    def __init__(self, owner: C1222Datagram, address: tuple[str, int]) -> None:
-        link = owner.link
-        self.owner = owner
-        self.address = address
-        self.peer = f"udp:{address[0]}:{address[1]}"
-        self.correlator: Any = Correlator(link.clock, on_timeout=lambda _: link.counters.error("timeout"))
-        self.state = ChannelState()
-
-    def write_apdu(self, data: bytes) -> None:
-        transport: Any = self.owner.transport
-        if transport is not None:
-            transport.write(data, self.address)
-
-    def close(self) -> None:
-        self.owner.forget(self.address, "closed for garbage")
-
-
-class C1222Datagram(DatagramProtocol):
-    """C12.22 over UDP: one datagram, one APDU; each sender address is a channel."""
-
-    def __init__(self, link: C1222Link) -> None:
-        self.link = link
-        self.peers: dict[tuple[str, int], _UdpPeer] = {}
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        peer = self.peers.get(addr)
-        if peer is None:
-            peer = self.peers[addr] = _UdpPeer(self, addr)
-            self.link.channel_opened(peer)
-        try:
-            receive_datagram(datagram, max_apdu_size=self.link.settings.max_apdu_size)
-        except RemoteProtocolError as exc:
-            self.link.garbage(peer, len(datagram), exc)
-            return
-        self.link.apdu_received(peer, datagram)
-
-    def forget(self, addr: tuple[str, int], reason: str) -> None:
-        """Drop a peer's state (its meters become unreachable until it registers again)."""
-        peer = self.peers.pop(addr, None)
-        if peer is not None:
-            self.link.channel_closed(peer, reason)
-
-    def stopProtocol(self) -> None:
-        for addr in list(self.peers):
-            self.forget(addr, "listener stopped")
