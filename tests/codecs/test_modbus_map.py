@@ -127,7 +127,6 @@ def test_nok_and_rqtl_pass_through() -> None:
 @pytest.mark.parametrize(
     "service",
     [
-        Identify(),
         Logon(user_id=1, user=b"operator  "),
         PartialReadIndex(table_id=64, indices=(1,), element_count=2),
     ],
@@ -166,6 +165,7 @@ mappable = st.one_of(
         data=st.binary(max_size=600),
     ),
     st.builds(Security, password=st.binary(min_size=20, max_size=20), user_id=st.integers(0, 0xFFFF)),
+    st.just(Identify()),
     st.just(Logoff()),
     st.just(Terminate()),
 )  # fmt: skip

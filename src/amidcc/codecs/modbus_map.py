@@ -13,7 +13,7 @@ Theory of operation. A Modbus/TCP collector serves each meter as one unit id. Th
   same addresses, so one ``read/write multiple registers`` (FC23) writes a command and reads its
   answer. Commands carry PSEM request codes; :func:`request_to_window` and
   :func:`window_to_response` translate PSEM services, answering ``SNS`` for what the map cannot
-  express (index reads, Logon, Identify, ...).
+  express (index reads, Logon, Wait, ...).
 
 Conventions: addresses are 0-based protocol addresses; multi-register integers are big-endian
 (high word first); text is ASCII, two characters a register, first in the high byte, padded with
@@ -33,6 +33,7 @@ from .psem import (
     DefaultRead,
     FullRead,
     FullWrite,
+    Identify,
     Logoff,
     NokResponse,
     PartialReadOffset,
@@ -461,6 +462,7 @@ class WindowCommand(enum.IntEnum):
     """The COMMAND word's high byte: the PSEM request code the window runs."""
 
     NONE = 0x00
+    IDENTIFY = 0x20  #: the meter's Identify answer (what a ping uses)
     TERMINATE = 0x21  #: forget the credential (answered by the window)
     FULL_READ = 0x30
     DEFAULT_READ = 0x3E
@@ -689,6 +691,8 @@ def request_to_window(req: Request, sequence: int) -> WindowRequest | NokRespons
             command=c.SECURITY, sequence=sequence, count=len(req.password),
             user_id=req.user_id or 0, data=req.password,
         )  # fmt: skip
+    if isinstance(req, Identify):
+        return WindowRequest(command=c.IDENTIFY, sequence=sequence)
     if isinstance(req, Logoff):
         return WindowRequest(command=c.LOGOFF, sequence=sequence)
     if isinstance(req, Terminate):
@@ -710,6 +714,7 @@ def window_to_request(req: WindowRequest) -> Request:
             table_id=req.table_id, offset=req.offset, data=req.data
         ),
         c.SECURITY: lambda: Security(password=req.data, user_id=req.user_id),
+        c.IDENTIFY: Identify,
         c.LOGOFF: Logoff,
         c.TERMINATE: Terminate,
     }
