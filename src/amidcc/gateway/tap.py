@@ -37,6 +37,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from amidcc import __version__
+from amidcc.gateway.api import attach_api
 from amidcc.gateway.config import Config, ConfigError, LoggingSection, load_config
 from amidcc.gateway.metrics import GatewayMetrics
 from amidcc.gateway.web import HealthReport, build_root, build_site
@@ -191,8 +192,12 @@ class GatewayService(MultiService):
     ``jobs``
         a MultiService for periodic work (scheduler, clock checks, retention pruning); add them
         with :meth:`add_periodic`.
-    ``web_root``
-        the twisted.web root (``/metrics``, ``/health``); the API adds ``putChild(b"api", ...)``.
+    ``web``, ``web_root``
+        the HTTP listeners (``metrics``, then ``api``) and the metrics listener's twisted.web root
+        (``/metrics``, ``/health``). ``api`` serves ``/api`` on ``api.listen``
+        (:func:`~amidcc.gateway.api.attach_api`; None when it shares ``metrics.listen`` and
+        ``/api`` is on ``web_root``); it finds the registry, event log and meter client in
+        ``stores`` (``"registry"``, ``"eventlog"``, ``"meter_client"``) at each request.
     ``add_health_check(name, check)``
         ``check()`` returns ``"ok"`` or what is wrong; ``/health`` is 503 while any is not ok.
     """
@@ -221,9 +226,11 @@ class GatewayService(MultiService):
         self.jobs = self._child("jobs")
         self.web_root = build_root(self.metrics, self.health)
         site = cast(IProtocolFactory, build_site(self.web_root))
-        self.web = strports.service(config.metrics.listen, site, reactor=reactor)
-        self.web.setName("web")
-        self.web.setServiceParent(self)
+        self.web = self._child("web")  # the HTTP listeners: metrics and health, then the API
+        metrics_listener = strports.service(config.metrics.listen, site, reactor=reactor)
+        metrics_listener.setName("metrics")
+        metrics_listener.setServiceParent(self.web)
+        self.api = attach_api(self)
         self.add_health_check("links", lambda: self._running(self.links))
         self.add_health_check("jobs", lambda: self._running(self.jobs))
 
