@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("decode", "config")
+SUBCOMMANDS = ("decode", "config", "simulate")
 
 
 def build_parser() -> argparse.ArgumentParser:
