@@ -324,3 +324,29 @@ async def test_unknown_unit_and_bad_route(rig: Rig) -> None:
     assert not rig.link.is_reachable(stranger)
     with pytest.raises(LinkDown):
         await rig.link.request(stranger, [encode_request(FullRead(table_id=1))], timeout=1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_start_collectors_spreads_meters_over_unit_ids(reactor: Any) -> None:
+    from amidcc.simulators.modbus import start_collectors
+
+    meters = [make_meter(n) for n in range(10, 15)]
+    collectors = await aio(start_collectors(meters, per_collector=2, clock=lambda: T))
+    try:
+        assert len(collectors) == 3 and len({c.port for c in collectors}) == 3
+        assert [sorted(c.port_model.meters) for c in collectors] == [[1, 2], [1, 2], [1]]
+        last = collectors[-1]
+        settings = ModbusSettings(
+            collectors=(CollectorConfig(endpoint=last.endpoint, unit_ids=(1,)),), timeout=1.0
+        )
+        link = ModbusLink(settings, clock=reactor)
+        link.start()
+        address = MeterAddress(meter_id="m", ap_title=".1", link=LinkKind.MODBUS, unit_id=1)
+        rig = Rig(last, link, {1: meters[4]}, reactor)
+        await rig.wait_until(lambda: link.is_reachable(address))
+        native = await link.read_native(address, timeout=3)
+        assert native.serial == meters[4].identity.serial
+        await link.stop()
+    finally:
+        for c in collectors:
+            await aio(c.stop())

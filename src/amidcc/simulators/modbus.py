@@ -8,11 +8,12 @@ word decodes the request block and runs the equivalent PSEM service through
 ``Security`` service when a credential was set; coils run the equivalent procedure.
 
 :class:`ModbusCollector` puts a port on the network: a pymodbus ``ModbusTcpServer`` on a loopback
-port whose datastore is the port (pymodbus's ``SimDevice`` keeps a register array per device; a
-window of 64 K registers per meter would not let thousands of meters fit, so the server's datastore
-is swapped for a thin adapter after construction: pymodbus is pinned to 3.16). The adapter honours
-the link faults of each meter (silent, collector down, packet loss, latency, garbage) and the
-collector's own outage (:meth:`ModbusCollector.go_down`).
+port whose datastore is the port. Two pymodbus 3.16 internals are replaced (pymodbus is pinned
+below 3.17): the server's ``context`` becomes a thin adapter after construction (``SimDevice`` keeps
+a register array per device, and a 64 K-register window per meter would not let thousands of meters
+fit), and the per-connection request handler answers each request with its own transaction id
+(see :func:`_server_class`). The adapter honours the link faults of each meter (silent, collector
+down, packet loss, latency, garbage) and the collector's own outage (:meth:`ModbusCollector.go_down`).
 """
 
 from __future__ import annotations
