@@ -55,7 +55,10 @@ COLLECTOR_KEY = bytes(range(16))
 class Rig:
     """A gateway link + MeterClient, and simulated nodes joined to it by iosim pumps."""
 
-    def __init__(self, tmp_path: Path, n: int = 3, *, mode: SecurityMode = SecurityMode.CLEARTEXT) -> None:
+    def __init__(
+        self, tmp_path: Path, n: int = 3, *, mode: SecurityMode = SecurityMode.CLEARTEXT,
+        kind: LinkKind = LinkKind.C1222_TCP,
+    ) -> None:  # fmt: skip
         self.clock = Clock()
         self.clock.advance(T0)
         self.meters = build_fleet(n, 11, start_time=T0 - 3600, config=METER_CONFIG)
@@ -75,6 +78,7 @@ class Rig:
             metrics=self.metrics,
             on_alarm=lambda a, s, now: self.alarms.append((a, tuple(s), now)),
             keys_for=lambda title: keys.get(title, {0: COLLECTOR_KEY}),
+            kind=kind,
         )
         self.factory = C1222Factory(self.link)
         self.client = MeterClient(
@@ -116,7 +120,8 @@ class Rig:
         return box[0]
 
     def errors(self, kind: str) -> float:
-        return self.metrics.registry.get_sample_value("amidcc_errors_total", {"link": "c1222-tcp", "kind": kind}) or 0.0
+        labels = {"link": str(self.link.kind), "kind": kind}
+        return self.metrics.registry.get_sample_value("amidcc_errors_total", labels) or 0.0
 
 
 def nodes(rig: Rig, collectors: int = 0, per: int = 2) -> list[C1222Node]:
@@ -278,13 +283,13 @@ class _Sink:
 
 
 def test_udp_nodes_register_and_answer(tmp_path: Path) -> None:
-    rig = Rig(tmp_path, 2)
-    rig.link.kind = LinkKind.C1222_TCP  # one link object serves the test; the kind is the label
+    rig = Rig(tmp_path, 2, kind=LinkKind.C1222_UDP)
     (node,) = plan_nodes(rig.meters, udp_settings(rig.settings), collectors=1, per_collector=2)
     pair = UdpPair(rig, node)
     pair.sim.startProtocol()
     pair.flush()
     assert len(node.registered) == 3 and len(rig.registry) == 2
+    assert rig.registry.get(rig.meters[0].meter_id).link is LinkKind.C1222_UDP  # type: ignore[union-attr]
     d = rig.client.read_table(rig.meters[1].meter_id, 1)
     pair.flush()
     read = rig.wait(d)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from twisted.application.internet import ClientService, TimerService, backoffPolicy
 from twisted.application.service import MultiService
@@ -433,7 +434,7 @@ class SimC1222Protocol(Protocol):
     def connectionMade(self) -> None:
         self.connected_ = True
         for apdu in self.node.registrations(self.clock()):
-            self.transport.write(apdu)  # type: ignore[union-attr]
+            self._write(apdu)
 
     def dataReceived(self, data: bytes) -> None:
         self.buffer.receive_data(data)
@@ -457,22 +458,23 @@ class SimC1222Protocol(Protocol):
                 self._write(out.data)
 
     def _write(self, data: bytes) -> None:
-        if self.connected_ and self.transport is not None:
-            self.transport.write(data)
+        transport: Any = self.transport
+        if self.connected_ and transport is not None:
+            transport.write(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected_ = False
 
 
 class _NodeFactory(Factory):
-    def __init__(self, node: C1222Node, reactor: object, owner: SimC1222Service) -> None:
+    def __init__(self, node: C1222Node, reactor: Any, owner: SimC1222Service) -> None:
         self.node = node
         self.reactor = reactor
         self.owner = owner
 
     def buildProtocol(self, addr: object) -> SimC1222Protocol:  # type: ignore[override]
         r = self.reactor
-        proto = SimC1222Protocol(self.node, r.seconds, r.callLater)  # type: ignore[attr-defined]
+        proto = SimC1222Protocol(self.node, r.seconds, r.callLater)
         self.owner.protocols[self.node] = proto
         return proto
 
@@ -484,7 +486,7 @@ class SimC1222Service(MultiService):
 
     def __init__(
         self,
-        reactor: object,
+        reactor: Any,
         endpoint: str,
         nodes: Sequence[C1222Node],
         *,
@@ -496,11 +498,11 @@ class SimC1222Service(MultiService):
         super().__init__()
         self.reactor = reactor
         self.nodes = list(nodes)
-        self.clock = clock if clock is not None else reactor.seconds  # type: ignore[attr-defined]
+        self.clock = clock if clock is not None else reactor.seconds
         self.protocols: dict[C1222Node, SimC1222Protocol] = {}
         policy = backoffPolicy(initialDelay=retry_initial, maxDelay=retry_max)
         for node in self.nodes:
-            factory = _NodeFactory(node, reactor, self)
+            factory: Any = _NodeFactory(node, reactor, self)
             ep = clientFromString(reactor, endpoint)
             ClientService(ep, factory, retryPolicy=policy, clock=reactor).setServiceParent(self)
         ticker = TimerService(tick_interval, self.tick)

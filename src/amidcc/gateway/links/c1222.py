@@ -17,11 +17,13 @@ What arrives without an A4 is the node speaking first:
 * **a notification** (A7 NOTIFICATION or URGENT bit, or EPSEM response control other than
   "always"): an alarm, handed to ``on_alarm(address, services, now)``; acknowledged with ``00`` per
   service only when the response control asks for an answer.
-* anything else: answered ``SNS`` per service (the gateway serves no tables).
+* anything else: answered ``SNS`` per service (the gateway serves no tables); a message whose
+  called AP title is not the gateway's is answered ``UAT``.
 
 Malformed input is counted (``amidcc_errors_total{kind="malformed"|"bad_mac"}``) and answered with
 the response code the codec names when the APDU could be read far enough to know whom to answer
-(never a response to a response). A channel is closed only when it sends nothing but garbage:
+(never a response to a response; an APDU over ``max_apdu_size`` is skipped unread, so it cannot be
+answered ``RQTL``). A channel is closed only when it sends nothing but garbage:
 more than ``garbage_limit`` discarded bytes, or more than ``malformed_limit`` bad APDUs, since its
 last good APDU. Other channels never notice.
 
@@ -359,7 +361,8 @@ class C1222Link:
         self._gauges()
 
     def _gauges(self) -> None:
-        self.metrics.set_meters(str(self.kind), registered=len(self.meters), reachable=len(self.routes))
+        reachable = sum(1 for title in self.routes if title in self.meters)  # relays are routes only
+        self.metrics.set_meters(str(self.kind), registered=len(self.meters), reachable=reachable)
 
     def _send(self, channel: Channel, data: bytes) -> None:
         if self.settings.trace_frames:
