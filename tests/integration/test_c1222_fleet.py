@@ -18,8 +18,8 @@ from amidcc.codecs.c1219 import GeneralMfgId
 from amidcc.codecs.c1219.procedures import ProcedureNumber, ProcedureResponse, ProcedureResult
 from amidcc.codecs.c1222 import ApTitle, SecurityMode
 from amidcc.gateway.config import RequestsSection, parse_config
-from amidcc.gateway.links.base import LinkKind, MeterAddress, RequestTimeout
-from amidcc.gateway.links.c1222_transport import build_c1222
+from amidcc.gateway.links.base import LinkDown, LinkKind, MeterAddress, RequestTimeout
+from amidcc.gateway.links.c1222_transport import build_c1222, parse_udp_endpoint
 from amidcc.gateway.meters import MeterClient, TableRead
 from amidcc.gateway.metrics import GatewayMetrics
 from amidcc.gateway.registry import MeterRegistry
@@ -254,6 +254,34 @@ async def test_udp_fleet(reactor: Any, tmp_path: Path) -> None:
     finally:
         await sims.stopService()
         await gw.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_the_listener_fails_pending_requests_with_link_down(reactor: Any, tmp_path: Path) -> None:
+    meters = fleet(reactor, 2, seed=21)
+    gw = Gateway(reactor, tmp_path, meters, timeout="30s")
+    await gw.start()
+    sims = SimC1222Service(reactor, gw.endpoint, plan_nodes(meters), retry_initial=10.0)
+    sims.startService()
+    try:
+        await wait_for(reactor, lambda: len(gw.registry) == 2)
+        meters[0].inject(LinkFaultKind.SILENT, reactor.seconds())
+        pending = gw.client.identify(meters[0].meter_id)
+        await task.deferLater(reactor, 0.05)
+        await gw.listener.stopService()
+        with pytest.raises(LinkDown):
+            await pending
+        assert not gw.listener.tcp.routes
+    finally:
+        await sims.stopService()
+        gw.registry.close()
+
+
+def test_udp_endpoint_strings() -> None:
+    assert parse_udp_endpoint("udp:1153") == (1153, "")
+    assert parse_udp_endpoint("udp:1153:interface=127.0.0.1") == (1153, "127.0.0.1")
+    with pytest.raises(ValueError):
+        parse_udp_endpoint("tcp:1153")
 
 
 def test_titles_used_here_are_the_defaults() -> None:
