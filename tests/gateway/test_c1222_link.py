@@ -513,9 +513,20 @@ def test_the_password_goes_first_and_its_answer_is_stripped() -> None:
     assert isinstance(d[0], Failure)
 
 
+def test_frames_of_traced_meters_are_logged_in_hex() -> None:
+    rig = Rig(trace_titles=frozenset({".2.7.1"}))
+    proto, transport = rig.connect()
+    with capturedLogs() as events:
+        proto.dataReceived(register_apdu(".2.7.1", "SIM-1") + register_apdu(".2.7.2", "SIM-2"))
+    traced = [(e["direction"], e["title"]) for e in events if "hex" in e]
+    assert traced == [("rx", ".2.7.1"), ("tx", ".2.7.1")]
+    assert next(e["hex"] for e in events if "hex" in e) == register_apdu(".2.7.1", "SIM-1").hex()
+
+
 def test_settings_from_config() -> None:
     config = parse_config(
         {
+            "logging": {"trace_meters": [".2.7.1"]},
             "gateway": {"ap_title": ".2.5"},
             "c1222": {"security_mode": "ciphertext", "keys": {"3": KEY.hex()}, "password": "pw", "user_id": 9},
         }
@@ -523,7 +534,7 @@ def test_settings_from_config() -> None:
     s = C1222Settings.from_config(config, reg_period=60)
     assert s.ap_title == ApTitle.parse(".2.5") and s.security_mode is SecurityMode.CIPHERTEXT
     assert s.keys == {3: KEY} and s.password == pad_password("pw", fill=b" ") and s.user_id == 9
-    assert s.reg_period == 60 and s.require_security
+    assert s.reg_period == 60 and s.require_security and s.trace_titles == {".2.7.1"}
 
 
 # the listener and UDP

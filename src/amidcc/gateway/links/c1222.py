@@ -127,6 +127,8 @@ class C1222Settings:
     """Undecodable APDUs in a row after which a channel is closed."""
     trace_frames: bool = False
     """Log every APDU in hex (debug level): the bytes a field engineer asks for first."""
+    trace_titles: frozenset[str] = frozenset()
+    """Log the APDUs to and from these AP titles only (``[logging] trace_meters``)."""
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> C1222Settings:
@@ -142,6 +144,7 @@ class C1222Settings:
             "keys": dict(c.keys),
             "password": password,
             "user_id": c.user_id,
+            "trace_titles": frozenset(config.logging.trace_meters),
         }
         values.update(overrides)
         return cls(**values)
@@ -277,7 +280,7 @@ class C1222Link:
             )
         except Exception as exc:  # our own misuse (bad title, no key): fail this request only
             return fail(exc)
-        self._send(channel, encode_apdu(apdu))
+        self._send(channel, encode_apdu(apdu), address.ap_title)
         return d.addCallback(self._responses, len(services))
 
     def _security_prefix(self) -> list[bytes]:
@@ -364,9 +367,16 @@ class C1222Link:
         reachable = sum(1 for title in self.routes if title in self.meters)  # relays are routes only
         self.metrics.set_meters(str(self.kind), registered=len(self.meters), reachable=reachable)
 
-    def _send(self, channel: Channel, data: bytes) -> None:
-        if self.settings.trace_frames:
-            log.debug("c1222 tx {peer} {hex}", peer=channel.peer, hex=data.hex())
+    def _trace(self, direction: str, channel: Channel, title: str | None, data: bytes) -> None:
+        s = self.settings
+        if s.trace_frames or (title is not None and title in s.trace_titles):
+            log.debug(
+                "c1222 {direction} {peer} {title} {hex}",
+                direction=direction, peer=channel.peer, title=title, hex=data.hex(),
+            )  # fmt: skip
+
+    def _send(self, channel: Channel, data: bytes, title: str | None = None) -> None:
+        self._trace("tx", channel, title, data)
         self.counters.sent(len(data))
         channel.write_apdu(data)
 
@@ -400,15 +410,15 @@ class C1222Link:
         if channel.state.closing:
             return
         self.counters.received(len(data))
-        if self.settings.trace_frames:
-            log.debug("c1222 rx {peer} {hex}", peer=channel.peer, hex=data.hex())
         try:
             apdu = decode_apdu(data)
         except RemoteProtocolError as exc:
+            self._trace("rx", channel, None, data)
             self.garbage(channel, 0, exc)
             return
         channel.state.bad_bytes = channel.state.bad_count = 0
         sender = str(apdu.calling_ap_title) if apdu.calling_ap_title is not None else None
+        self._trace("rx", channel, sender, data)
         try:
             message = self._decode(data, sender)
         except RemoteProtocolError as exc:
@@ -553,7 +563,7 @@ class C1222Link:
         except CodecError as exc:
             log.warn("c1222 {peer}: cannot answer {title}: {error}", peer=channel.peer, title=title, error=str(exc))
             return
-        self._send(channel, encode_apdu(answer))
+        self._send(channel, encode_apdu(answer), title)
 
     def _meter_id(self, request: Register, title: str) -> str:
         if self._identify is not None:
