@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 from amidcc import __version__
 from amidcc.gateway.api import attach_api
 from amidcc.gateway.config import Config, ConfigError, LoggingSection, load_config
+from amidcc.gateway.discovery import attach_discovery
 from amidcc.gateway.metrics import GatewayMetrics
 from amidcc.gateway.web import HealthReport, build_root, build_site
 
@@ -198,6 +199,10 @@ class GatewayService(MultiService):
         (:func:`~amidcc.gateway.api.attach_api`; None when it shares ``metrics.listen`` and
         ``/api`` is on ``web_root``); it finds the registry, event log and meter client in
         ``stores`` (``"registry"``, ``"eventlog"``, ``"meter_client"``) at each request.
+    ``discovery``
+        with ``[discovery]`` zeroconf or static collectors, a
+        :class:`~amidcc.gateway.discovery.DiscoveryService` under ``links`` (also
+        ``stores["discovery"]``); None otherwise.
     ``add_health_check(name, check)``
         ``check()`` returns ``"ok"`` or what is wrong; ``/health`` is 503 while any is not ok.
     """
@@ -233,6 +238,7 @@ class GatewayService(MultiService):
         self.api = attach_api(self)
         self.add_health_check("links", lambda: self._running(self.links))
         self.add_health_check("jobs", lambda: self._running(self.jobs))
+        self.discovery = attach_discovery(self)  # zeroconf / static collectors under links
 
     def _child(self, name: str) -> MultiService:
         child = MultiService()
