@@ -34,8 +34,8 @@ from amidcc.codecs.psem import (
 )
 from amidcc.simulators import SimMeter
 
-MASTER = pad_password("master", fill=b"\x00")
-READER = pad_password("reader", fill=b"\x00")
+MASTER = pad_password("master", fill=b" ")
+READER = pad_password("reader", fill=b" ")
 
 
 class Nok(Exception):

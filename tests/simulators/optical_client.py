@@ -44,8 +44,8 @@ from amidcc.codecs.psem import (
     pad_user,
 )
 
-MASTER = pad_password("master", fill=b"\x00")
-READER = pad_password("reader", fill=b"\x00")
+MASTER = pad_password("master", fill=b" ")
+READER = pad_password("reader", fill=b" ")
 
 
 class Nok(Exception):

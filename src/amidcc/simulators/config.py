@@ -6,6 +6,9 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 
+from amidcc.codecs.errors import LocalProtocolError
+from amidcc.codecs.psem import pad_password as psem_pad_password
+
 from .faults import FAULTS, FaultKind
 
 __all__ = ["DAY", "Access", "MeterConfig", "PortSharing", "pad_password"]
@@ -13,13 +16,17 @@ __all__ = ["DAY", "Access", "MeterConfig", "PortSharing", "pad_password"]
 DAY = 86400.0
 
 
-def pad_password(text: str | bytes, *, pad: bytes = b"\x00") -> bytes:
-    """A 20-byte PSEM password: ``text`` padded with ``pad`` (NUL like termineter; MeteringSDK
-    pads with spaces, so configure the exact bytes the client sends)."""
-    raw = text.encode() if isinstance(text, str) else bytes(text)
-    if len(raw) > 20:
-        raise ValueError("a PSEM password is at most 20 bytes")
-    return raw.ljust(20, pad)
+def pad_password(text: str | bytes, *, pad: bytes = b" ") -> bytes:
+    """A 20-byte PSEM password: ``text`` padded with ``pad``.
+
+    Space by default, as in the C12.22 standard's example 8 ("PASSWORD" + 12 spaces) and
+    MeteringSDK, and as the gateway sends it; termineter pads with NUL, so a scenario can ask for
+    that (meters compare all 20 bytes: the padding must match the head-end's).
+    """
+    try:
+        return psem_pad_password(text, fill=pad)
+    except LocalProtocolError as e:
+        raise ValueError(str(e)) from None
 
 
 class PortSharing(enum.StrEnum):

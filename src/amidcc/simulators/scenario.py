@@ -385,7 +385,7 @@ def _parse_passwords(value: object, key: str) -> tuple[tuple[bytes, Access], ...
         if not isinstance(item, dict):
             raise ScenarioError(f"{where}: expected a table")
         _check_keys(item, {"password", "access", "pad"}, where)
-        pw, access, pad = item.get("password"), item.get("access", "read"), item.get("pad", "nul")
+        pw, access, pad = item.get("password"), item.get("access", "read"), item.get("pad", "space")
         if not isinstance(pw, str):
             raise ScenarioError(f"{where}.password: expected a string")
         if access not in ("read", "write"):
