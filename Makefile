@@ -36,8 +36,12 @@ $(TERMINETER_VENV)/.installed:
 	$(TERMINETER_VENV)/bin/python -m pip install -q 'termineter==1.0.6' || true
 	touch $@
 
+# Each benchmark prints its own figures; docs/benchmarks.md records them. BENCH=codecs runs one.
+BENCH ?= codecs simulators_memory mqtt_throughput modbus_link pcap_analyze
+
 bench: $(STAMP) $(TERMINETER_VENV)/.installed
-	TERMINETER_PYTHON=$(TERMINETER_VENV)/bin/python $(PY) -m bench.codecs
+	@for b in $(BENCH); do echo "== bench.$$b"; \
+	  TERMINETER_PYTHON=$(TERMINETER_VENV)/bin/python $(PY) -m bench.$$b || exit 1; echo; done
 
 demo: $(STAMP)
 	$(VENV)/bin/amidcc demo $(DEMO_ARGS)
