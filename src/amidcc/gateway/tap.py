@@ -47,7 +47,15 @@ from amidcc.gateway.web import HealthReport, build_root, build_site
 #: mypy can intersect, and Twisted ships no mypy-zope plugin).
 Reactor = Any
 
-__all__ = ["GatewayService", "LogSetup", "Options", "build_service", "makeService", "periodic"]
+__all__ = [
+    "Composition",
+    "GatewayService",
+    "LogSetup",
+    "Options",
+    "build_service",
+    "makeService",
+    "periodic",
+]
 
 log = Logger(namespace="amidcc.gateway")
 
@@ -81,9 +89,17 @@ def makeService(options: Options) -> MultiService:
     return build_service(options.loaded, reactor)
 
 
-def build_service(config: Config, reactor: Reactor) -> GatewayService:
-    """The gateway service for ``config`` on ``reactor`` (not started)."""
-    return GatewayService(config, reactor)
+def build_service(
+    config: Config, reactor: Reactor, *, metrics: GatewayMetrics | None = None
+) -> GatewayService:
+    """The whole gateway for ``config`` on ``reactor`` (not started).
+
+    The stores, links, scheduler and intake are wired when it starts (:class:`Composition`), so
+    building it touches no file and opens no socket.
+    """
+    gateway = GatewayService(config, reactor, metrics=metrics)
+    gateway.add_store_service("composition", Composition(gateway))
+    return gateway
 
 
 def periodic(
@@ -308,3 +324,229 @@ class GatewayService(MultiService):
             return result
 
         return d.addBoth(stopped)
+
+
+# -- composition: the one place that wires the gateway's parts ---------------------------------
+
+#: The meter registry's database, beside the event log under ``gateway.state_dir``.
+REGISTRY_DB = Path("registry.sqlite")
+
+
+class Composition(Service):
+    """Opens the stores and wires the gateway's parts when the gateway starts; closes the stores
+    when it stops (it sits under ``stores``, so it starts first and stops last).
+
+    What it puts in ``gateway.stores``: ``registry`` (MeterRegistry), ``eventlog`` (EventLog),
+    ``trouble_sink`` (InProcessSink: trouble events leave the gateway here), ``intake``
+    (EventIntake), ``event_reader`` (EventReader), ``meter_client`` (MeterClient over every link),
+    ``scheduler`` (Scheduler), ``c1222`` (the C12.22 listener) and ``modbus`` (ModbusLink, when
+    ``[modbus]`` is enabled). Jobs: ``scheduler`` (every second), ``meter-gauges``,
+    ``registry-flush``, ``trouble-report`` (FR16 periodic report) and ``eventlog-prune`` (NFR5).
+    """
+
+    def __init__(self, gateway: GatewayService, *, scheduler_tick: float = 1.0) -> None:
+        self.gateway = gateway
+        self.scheduler_tick = scheduler_tick
+        self._opened: list[Any] = []
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        if not self._opened:
+            self._wire()
+
+    def stopService(self) -> None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        for store in reversed(self._opened):
+            store.close()
+        self._opened.clear()
+
+    def _wire(self) -> None:
+        from amidcc.events import InProcessSink
+        from amidcc.gateway.eventlog import EventLog
+        from amidcc.gateway.intake import EventIntake, EventReader
+        from amidcc.gateway.links.c1222_transport import build_c1222
+        from amidcc.gateway.meters import MeterClient
+        from amidcc.gateway.registry import MeterRegistry
+        from amidcc.gateway.scheduler import Scheduler
+        from amidcc.gateway.throttle import RequestThrottle
+
+        gw, config, reactor, metrics = (
+            self.gateway,
+            self.gateway.config,
+            self.gateway.reactor,
+            self.gateway.metrics,
+        )
+        config.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        registry = MeterRegistry(config.resolve(REGISTRY_DB))
+        eventlog = EventLog(
+            config.resolve(config.events.db), retention=config.events.retention,
+            context=registry.context,
+        )  # fmt: skip
+        self._opened += [registry, eventlog]
+        sink = InProcessSink()
+        intake = EventIntake(eventlog=eventlog, sink=sink, meters=registry.get, metrics=metrics)
+        hooks: dict[str, Any] = {}
+        listener = build_c1222(
+            config, reactor, registry=registry, metrics=metrics,
+            on_alarm=lambda address, services, now: hooks["reader"].on_alarm(address, services, now),
+            on_register=lambda event: hooks["scheduler"].on_register(event),
+        )  # fmt: skip
+        listener.setName("c1222")
+        listener.setServiceParent(gw.links)
+        links: list[Any] = [listener.tcp] + ([listener.udp] if listener.udp is not None else [])
+        modbus = self._modbus(registry)
+        if modbus is not None:
+            links.append(modbus)
+        client = MeterClient(
+            links, resolve=registry, clock=reactor, requests=config.requests,
+            throttle=RequestThrottle.from_config(config.throttle), metrics=metrics,
+        )  # fmt: skip
+        reader = hooks["reader"] = EventReader(intake, client, reactor, metrics=metrics)
+        scheduler = hooks["scheduler"] = Scheduler(
+            client=client, registry=registry, clock=reactor, schedule=config.schedule,
+            reader=reader, metrics=metrics,
+        )  # fmt: skip
+        gw.stores.update(
+            registry=registry, eventlog=eventlog, trouble_sink=sink, intake=intake,
+            event_reader=reader, meter_client=client, scheduler=scheduler, c1222=listener,
+        )  # fmt: skip
+        self._jobs(registry, eventlog, reader, scheduler, links)
+
+    def _modbus(self, registry: Any) -> Any:
+        """The Modbus link and its enrolment job, when ``[modbus]`` is enabled."""
+        config = self.gateway.config
+        if not (config.modbus.enabled and config.modbus.collectors):
+            return None
+        from amidcc.gateway.links.modbus import ModbusLink, ModbusSettings
+
+        link = ModbusLink(
+            ModbusSettings.from_config(config),
+            clock=self.gateway.reactor,
+            metrics=self.gateway.metrics,
+        )
+        service = _LinkService(link)
+        service.setName("modbus")
+        service.setServiceParent(self.gateway.links)
+        enrol = ModbusEnrolment(link, registry, self.gateway.reactor, config)
+        self.gateway.add_periodic("modbus-enrol", 5.0, enrol.step)
+        self.gateway.stores.update(modbus=link, modbus_enrolment=enrol)
+        return link
+
+    def _jobs(
+        self, registry: Any, eventlog: Any, reader: Any, scheduler: Any, links: list[Any]
+    ) -> None:
+        from amidcc.events import IMMEDIATE_REPORT_SECONDS
+
+        gw = self.gateway
+        gw.add_periodic("scheduler", self.scheduler_tick, scheduler.step)
+        gw.add_periodic("meter-gauges", 5.0, lambda: meter_gauges(registry, links, gw.metrics))
+        gw.add_periodic("registry-flush", 10.0, registry.flush)
+        gw.add_periodic("trouble-report", IMMEDIATE_REPORT_SECONDS, reader.report_pending)
+        gw.add_periodic("eventlog-prune", 3600.0, lambda: eventlog.prune(gw.reactor.seconds()))
+
+
+def meter_gauges(
+    registry: Any, links: list[Any], metrics: GatewayMetrics
+) -> dict[str, tuple[int, int]]:
+    """Set ``amidcc_meters_registered`` / ``_reachable`` per link from the registry; return them."""
+    from amidcc.gateway.registry import MeterState, address_of
+
+    by_kind = {link.kind: link for link in links}
+    counts: dict[str, list[int]] = {str(kind): [0, 0] for kind in by_kind}
+    for record in registry:
+        if record.state is MeterState.REMOVED:
+            continue
+        pair = counts.setdefault(str(record.link), [0, 0])
+        pair[0] += 1
+        link = by_kind.get(record.link)
+        if link is not None and link.is_reachable(address_of(record)):
+            pair[1] += 1
+    for name, (registered, reachable) in counts.items():
+        metrics.set_meters(name, registered=registered, reachable=reachable)
+    return {name: (a, b) for name, (a, b) in counts.items()}
+
+
+class _LinkService(Service):
+    """A link with ``start()`` / ``stop() -> Deferred`` as a service."""
+
+    def __init__(self, link: Any) -> None:
+        self.link = link
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self.link.start()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        result: Deferred[None] = self.link.stop()
+        return result
+
+
+class ModbusEnrolment:
+    """Registers the meters behind the configured Modbus collectors: Modbus has no registration
+    service, so each configured unit id's ST1 is read through the link and the meter is recorded
+    by its serial (AP title ``modbus:<endpoint>#<unit>``, route = the collector endpoint)."""
+
+    def __init__(self, link: Any, registry: Any, clock: Any, config: Config) -> None:
+        self.link = link
+        self.registry = registry
+        self.clock = clock
+        self.config = config
+        self.enrolled: dict[tuple[str, int], str] = {}
+        self._busy: set[tuple[str, int]] = set()
+
+    def step(self) -> Deferred[None]:
+        """Try every unit not enrolled yet whose collector is up."""
+        from amidcc.gateway.links.base import LinkKind, MeterAddress
+        from amidcc.gateway.meters import MeterClient
+
+        pending = []
+        for collector in self.config.modbus.collectors:
+            for unit in collector.unit_ids:
+                key = (collector.endpoint, unit)
+                if key in self.enrolled or key in self._busy:
+                    continue
+                address = MeterAddress(
+                    meter_id=f"{collector.endpoint}#{unit}", ap_title=f"modbus:{collector.endpoint}#{unit}",
+                    link=LinkKind.MODBUS, route=(collector.endpoint,), unit_id=unit,
+                )  # fmt: skip
+                if not self.link.is_reachable(address):
+                    continue
+                probe = MeterClient(
+                    [self.link], resolve=lambda _id, a=address: a, clock=self.clock,
+                    requests=self.config.requests,
+                )  # fmt: skip
+                self._busy.add(key)
+                d = probe.read_table(address.meter_id, 1)
+                d.addCallback(self._enrol, key, address)
+                d.addErrback(
+                    lambda f, k=key: log.info(
+                        "modbus {unit}: not enrolled ({error})", unit=k, error=f.getErrorMessage()
+                    )
+                )
+                d.addBoth(lambda _, k=key: self._busy.discard(k))
+                pending.append(d)
+        from twisted.internet.defer import gatherResults
+
+        return gatherResults(pending).addCallback(lambda _: None)
+
+    def _enrol(self, read: Any, key: tuple[str, int], address: Any) -> None:
+        from amidcc.gateway.registry import MeterRecord
+
+        st1 = read.value
+        serial = st1.mfg_serial_number.strip()
+        old = self.registry.get(serial)
+        record = MeterRecord(
+            meter_id=serial, ap_title=address.ap_title, link=address.link, route=address.route,
+            unit_id=address.unit_id, manufacturer=str(st1.manufacturer).strip() or None,
+            model=str(st1.ed_model).strip() or None, serial=serial,
+            account=old.account if old else None, premise=old.premise if old else None,
+        )  # fmt: skip
+        self.registry.register(record, now=self.clock.seconds())
+        self.enrolled[key] = serial
+        log.info(
+            "modbus {endpoint} unit {unit}: meter {meter} enrolled",
+            endpoint=key[0],
+            unit=key[1],
+            meter=serial,
+        )
