@@ -1,0 +1,135 @@
+"""One captured APDU -> what it says: the C12.22 message, its security status, its PSEM services.
+
+The capture analyser calls :func:`decode_apdu_bytes` for every APDU it frames, then
+:func:`decode_responses` once it knows which request a response answers (a PSEM response body is
+read in the light of its request). Nothing here raises for the peer's garbage: a malformed APDU or
+service becomes an ``error`` string on the record, because an analyser counts bad frames and goes
+on.
+
+Security, with the keys the user supplied (protocol-facts.md 3.5):
+
+* ``cleartext``: mode 0;
+* ``verified`` / ``decrypted``: mode 1 with a good MAC / mode 2 decrypted with a good MAC;
+* ``unverified``: mode 1 without the key (the services are readable, the MAC unchecked);
+* ``encrypted``: mode 2 without the key (services unknown);
+* ``bad_mac``: the key is known and the MAC does not match (the APDU is then read as if no key
+  were known, so its headers still show).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from amidcc.codecs import psem
+from amidcc.codecs.ber import DEFAULT_BASE_OID
+from amidcc.codecs.c1222 import C1222Message, SecurityMode, decode_message
+from amidcc.codecs.errors import RemoteProtocolError, SecurityError
+
+from .records import MessageKind, SecurityStatus, ServiceRecord
+
+__all__ = ["DecodedApdu", "decode_apdu_bytes", "decode_responses"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecodedApdu:
+    """An APDU decoded as far as possible."""
+
+    message: C1222Message | None
+    """The decoded message; None when the APDU is malformed."""
+    security: SecurityStatus | None
+    """Security status; None when malformed or a segment."""
+    kind: MessageKind
+    """Request, response, ... (from the services)."""
+    services: tuple[ServiceRecord, ...] = ()
+    """The services, requests decoded, responses still raw (see :func:`decode_responses`)."""
+    error: str | None = None
+    """Why the APDU (or its security) failed; set for malformed APDUs and bad MACs."""
+
+
+def _decode(
+    apdu: bytes, keys: Mapping[int, bytes] | None, base_oid: tuple[int, ...]
+) -> tuple[C1222Message, SecurityStatus, str | None]:
+    """decode_message with the analyser's policy on keys (see the module docstring)."""
+    plain = decode_message(apdu, None, base_oid)
+    mode = plain.security_mode
+    if mode is None or mode is SecurityMode.CLEARTEXT:
+        return plain, SecurityStatus.CLEARTEXT, None
+    if keys is None or plain.key_id is None or plain.key_id not in keys:
+        status = SecurityStatus.ENCRYPTED if plain.epsem is None else SecurityStatus.UNVERIFIED
+        return plain, status, None
+    try:
+        message = decode_message(apdu, keys, base_oid)
+    except SecurityError as exc:
+        return plain, SecurityStatus.BAD_MAC, str(exc)
+    status = (
+        SecurityStatus.DECRYPTED if mode is SecurityMode.CIPHERTEXT else SecurityStatus.VERIFIED
+    )
+    return message, status, None
+
+
+def _request_record(raw: bytes) -> ServiceRecord:
+    try:
+        return ServiceRecord(
+            raw=raw, is_request=True, decoded=psem.decode_request(raw, verify_checksum=False)
+        )
+    except RemoteProtocolError as exc:
+        return ServiceRecord(raw=raw, is_request=True, error=str(exc))
+
+
+def _kind(services: tuple[ServiceRecord, ...]) -> MessageKind:
+    requests = sum(s.is_request for s in services)
+    if not services:
+        return MessageKind.UNKNOWN
+    if requests == len(services):
+        return MessageKind.REQUEST
+    return MessageKind.RESPONSE if requests == 0 else MessageKind.MIXED
+
+
+def decode_apdu_bytes(
+    apdu: bytes,
+    keys: Mapping[int, bytes] | None = None,
+    base_oid: tuple[int, ...] = DEFAULT_BASE_OID,
+) -> DecodedApdu:
+    """Decode one whole APDU; requests are decoded, responses kept raw for :func:`decode_responses`."""
+    try:
+        message, security, error = _decode(apdu, keys, base_oid)
+    except RemoteProtocolError as exc:
+        return DecodedApdu(message=None, security=None, kind=MessageKind.UNKNOWN, error=str(exc))
+    if message.segment:
+        return DecodedApdu(message=message, security=None, kind=MessageKind.SEGMENT)
+    services: tuple[ServiceRecord, ...] = ()
+    if message.epsem is not None:
+        services = tuple(
+            _request_record(raw) if raw[0] >= 0x20 else ServiceRecord(raw=raw, is_request=False)
+            for raw in message.epsem.services
+        )
+    return DecodedApdu(
+        message=message, security=security, kind=_kind(services), services=services, error=error
+    )
+
+
+def decode_responses(
+    services: tuple[ServiceRecord, ...], requests: tuple[ServiceRecord, ...] | None
+) -> tuple[ServiceRecord, ...]:
+    """Read each response service against the request service in the same position.
+
+    EPSEM responses come back in the order of the requests (protocol-facts.md 3.4). Without a
+    matching request (``None``, or fewer requests than responses) a response is read on its own:
+    ok, nok, or raw body.
+    """
+    out = []
+    for i, service in enumerate(services):
+        if service.is_request:
+            out.append(service)
+            continue
+        req = requests[i] if requests is not None and i < len(requests) else None
+        request = req.decoded if req is not None and isinstance(req.decoded, psem.Request) else None
+        context = replace(service, request=request, request_code=None if req is None else req.code)
+        try:
+            decoded = psem.decode_response(service.raw, request, verify_checksum=False)
+        except RemoteProtocolError as exc:
+            out.append(replace(context, error=str(exc)))
+            continue
+        out.append(replace(context, decoded=decoded))
+    return tuple(out)
