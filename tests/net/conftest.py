@@ -49,5 +49,8 @@ async def make_client(reactor: Any) -> AsyncIterator[Callable[..., MqttClient]]:
         return client
 
     yield make
+    from twisted.internet import reactor as running
+
     for client in clients:
-        await client.disconnect()
+        # Bounded: a teardown that never ends would hang the whole session, not fail one test.
+        await client.disconnect().addTimeout(10.0, running)

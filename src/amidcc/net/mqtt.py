@@ -606,7 +606,8 @@ class MqttClient:
             return
         self._counts["messages_out"] += 1
         self._counts["bytes_out"] += size
-        d.callback(None)
+        if not d.called:  # cancelled by its caller
+            d.callback(None)
 
     def _on_subscribe(self, client: paho.Client, userdata: object, mid: int,
                       reasons: list[ReasonCode], properties: Properties) -> None:
@@ -616,6 +617,8 @@ class MqttClient:
         filters, waiters = batch
         for topic_filter, d in waiters:
             reason = reasons[filters.index(topic_filter)]
+            if d.called:  # cancelled by its caller
+                continue
             if reason.is_failure:
                 d.errback(MqttSubscribeError(f"broker refused {topic_filter!r}: {reason}"))
             else:
@@ -624,7 +627,7 @@ class MqttClient:
     def _on_unsubscribe(self, client: paho.Client, userdata: object, mid: int,
                         reasons: list[ReasonCode], properties: Properties | None) -> None:
         d = self._unsub_waiters.pop(mid, None)
-        if d is not None:
+        if d is not None and not d.called:
             d.callback(None)
 
     # -- subscriptions -------------------------------------------------------------------------
@@ -638,7 +641,7 @@ class MqttClient:
             self._send_subscribe(batch, [w for w in waiters if w[0] in members])
         # Waiters whose filter was unsubscribed meanwhile: nothing to wait for.
         for topic_filter, sub_d in waiters:
-            if topic_filter not in self._subs:
+            if topic_filter not in self._subs and not sub_d.called:
                 sub_d.callback(0)
 
     def _send_subscribe(self, batch: list[str],
@@ -686,16 +689,18 @@ class MqttClient:
         self._paho.drop_out_messages()
         pending1, self._pending1 = self._pending1, {}
         for _size, d in pending1.values():
-            d.errback(closed)
+            if not d.called:
+                d.errback(closed)
         self._fail_pending0(closed)
         self._fail_unsubscribes()
         waiters = self._unsent_subs + [w for _f, ws in self._sub_batches.values() for w in ws]
         self._unsent_subs, self._sub_batches = [], {}
         connect_waiters, self._connect_waiters = self._connect_waiters, []
-        for _f, sub_d in waiters:
-            sub_d.errback(closed)
-        for cd in connect_waiters:
-            cd.errback(closed)
+        # A waiter the caller cancelled (e.g. a test's timeout) has fired already: skip it, or
+        # AlreadyCalledError would end this method before the disconnect waiters fire.
+        for sub_d in [d for _f, d in waiters] + connect_waiters:
+            if not sub_d.called:
+                sub_d.errback(closed)
         disconnect_waiters, self._disconnect_waiters = self._disconnect_waiters, []
         _fire_all(disconnect_waiters, None)
         log.info("mqtt {url} disconnected", url=self.url)
@@ -703,7 +708,8 @@ class MqttClient:
     def _fail_pending0(self, error: MqttError) -> None:
         pending0, self._pending0 = self._pending0, deque()
         for _mid, _size, d in pending0:
-            d.errback(error)
+            if not d.called:
+                d.errback(error)
 
     def _fail_unsubscribes(self) -> None:
         # The filter is already forgotten locally; a lost UNSUBACK needs no retry.
