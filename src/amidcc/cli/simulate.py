@@ -4,6 +4,9 @@
 
     amidcc simulate meter --optical tcp:PORT [--baud B] [--pace] [--local-port POLICY]
                           [--scenario FILE] [--seed S] [--fault SPEC ...]
+    amidcc simulate fleet --meters N [--tcp HOST:PORT] [--udp HOST:PORT] [--mqtt URL]
+                          [--modbus-collectors K] [--modbus-port P] [--scenario FILE]
+                          [--seed S] [--duration S] [--fault SPEC ...]
 
 One function per subcommand: ``_register_<name>`` adds its parser, ``run_<name>`` runs it. Heavy
 imports (Twisted, the simulators) happen inside the runners, and the asyncio reactor is installed
@@ -32,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     what = parser.add_subparsers(dest="simulate_command", metavar="WHAT", required=True)
     _register_meter(what)
+    _register_fleet(what)
 
 
 # -- simulate meter -----------------------------------------------------------------------------
@@ -197,3 +201,75 @@ def _print_identity(meter: Any, port: Any, config: Any, host: Any) -> None:
 
 def _print_summary(factory: Any) -> None:
     print(f"stopped after {factory.sessions} optical session(s)", flush=True)
+
+
+# -- simulate fleet -----------------------------------------------------------------------------
+
+
+def _register_fleet(what: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = what.add_parser(
+        "fleet",
+        help="a fleet of meters on C12.22/TCP (and UDP, Modbus/TCP collectors)",
+        description=(
+            "Run N simulated meters against a head-end: C12.22 over TCP to --tcp (meters behind "
+            "collectors, some on their own connection), optionally some over UDP, and some behind "
+            "Modbus/TCP collectors the head-end polls. Shows progress while they register and a "
+            "summary when it stops (after --duration, or on Ctrl-C)."
+        ),
+    )
+    p.add_argument("--meters", type=int, default=None, help="fleet size (default: the scenario's)")
+    p.add_argument(
+        "--tcp", metavar="HOST:PORT", default="127.0.0.1:1153", help="head-end C12.22 TCP address"
+    )
+    p.add_argument("--udp", metavar="HOST:PORT", help="also put some meters on C12.22/UDP here")
+    p.add_argument("--mqtt", metavar="URL", help="RF mesh over MQTT (not available yet)")
+    p.add_argument(
+        "--modbus-collectors", type=int, default=0, metavar="K", help="Modbus/TCP collectors"
+    )
+    p.add_argument(
+        "--modbus-port", type=int, default=0, metavar="P",
+        help="first collector port (P, P+1, ...; default: free ports, printed)",
+    )  # fmt: skip
+    p.add_argument(
+        "--per-collector", type=int, default=50, help="meters per C12.22 collector (default 50)"
+    )
+    p.add_argument(
+        "--scenario", metavar="FILE", help="scenario file (TOML, see docs/simulators.md)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="fleet seed (default: the scenario's)")
+    p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    p.add_argument(
+        "--fault", action="append", default=[], metavar="SPEC",
+        help="fault to inject, e.g. tamper@meter-0003+30s (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--password", default=None, help="meters' PSEM password (write access)")
+    p.set_defaults(handler=run_fleet)
+
+
+def run_fleet(args: argparse.Namespace) -> int:
+    if args.mqtt:
+        return _usage("--mqtt: the RF mesh simulator is not available yet")
+    try:
+        scenario, faults = _load_meter_scenario(args)
+        tcp = _host_port(args.tcp, "--tcp")
+        udp = _host_port(args.udp, "--udp") if args.udp else None
+    except ValueError as err:
+        return _usage(str(err))
+    if args.meters is not None and args.meters < 1:
+        return _usage("--meters: at least 1")
+    reactor = _asyncio_reactor()
+    from amidcc.demo.fleet import FleetPlan, FleetRunner
+
+    try:
+        plan = FleetPlan.from_args(args, scenario, faults, start=reactor.seconds())
+    except ValueError as err:
+        return _usage(str(err))
+    runner = FleetRunner(reactor, plan, tcp=tcp, udp=udp)
+    return runner.run_until_stopped(args.duration, out=sys.stdout)
+
+
+def _host_port(text: str, option: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"{option} {text!r}: expected HOST:PORT")
+    return host, int(port)
