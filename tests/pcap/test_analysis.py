@@ -4,6 +4,7 @@ matching, summaries, malformed input."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -203,3 +204,60 @@ def _decode(apdu: bytes):
     from amidcc.codecs.c1222 import decode_apdu
 
     return decode_apdu(apdu)
+
+
+# --- garbage in: counted, never raised -----------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from amidcc.codecs.c1222 import SecurityMode  # noqa: E402
+from amidcc.pcap.icsnpp import json_record  # noqa: E402
+from amidcc.pcap.packets import Segment  # noqa: E402
+
+from .conftest import KEY, KEY_ID  # noqa: E402
+
+_STREAM = b"".join(
+    b"".join(exchange(n + 1, mode))
+    for n, mode in enumerate(
+        (SecurityMode.CLEARTEXT, SecurityMode.AUTHENTICATED, SecurityMode.CIPHERTEXT)
+    )
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    flips=st.lists(st.tuples(st.integers(0, len(_STREAM) - 1), st.integers(0, 255)), max_size=8),
+    cuts=st.lists(st.integers(1, len(_STREAM) - 1), max_size=10),
+    keys=st.booleans(),
+)
+def test_mutated_streams_never_raise(
+    flips: list[tuple[int, int]], cuts: list[int], keys: bool
+) -> None:
+    stream = bytearray(_STREAM)
+    for pos, value in flips:
+        stream[pos] = value
+    analyzer = CaptureAnalyzer(keys={KEY_ID: KEY} if keys else None)
+    bounds = sorted({0, len(stream), *cuts})
+    records = []
+    for i in range(len(bounds) - 1):
+        chunk = bytes(stream[bounds[i] : bounds[i + 1]])
+        segment = Segment(proto="tcp", src=b"\x0a\x00\x00\x01", dst=b"\x0a\x00\x00\x02", sport=40000,
+                          dport=1153, payload=chunk, seq=1000 + bounds[i], flags=0x18)  # fmt: skip
+        records += analyzer.feed_segment(float(i), segment)
+        datagram = Segment(
+            proto="udp",
+            src=b"\x0a\x00\x00\x01",
+            dst=b"\x0a\x00\x00\x02",
+            sport=1153,
+            dport=1153,
+            payload=chunk,
+        )
+        records += analyzer.feed_segment(float(i), datagram)
+    records += analyzer.finish()
+    for record in records:
+        json.dumps(json_record(record))
+    summary = analyzer.summary()
+    assert summary.messages == len(records)
+    if not flips:  # mode 2 stays unread without the key, so its pair cannot be matched
+        assert summary.malformed.get("apdu", 0) == 0 and summary.matched == (3 if keys else 2)

@@ -114,3 +114,16 @@ def test_synthetic_addresses_are_stable_and_private() -> None:
     a, b = synthetic_address(".123.8437"), synthetic_address(".123.8437")
     assert a == b and a.startswith("10.") and synthetic_address(".123.8438") != a
     assert synthetic_address("x", ipv6=True).startswith("fd")
+
+
+def test_the_writer_and_the_analyser_do_not_import_scapy() -> None:
+    # The gateway's capture option uses the writer; scapy is an optional extra.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, amidcc.pcap.writer, amidcc.pcap.analysis, amidcc.pcap.icsnpp; "
+        "print(any(m == 'scapy' or m.startswith('scapy.') for m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

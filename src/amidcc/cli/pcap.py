@@ -100,6 +100,9 @@ def run_analyze(args: argparse.Namespace) -> int:
         for record in analyze_file(args.file, analyzer):
             if args.json:
                 sys.stdout.write(json.dumps(json_record(record)) + "\n")
+    except ImportError as err:  # scapy is the optional "pcap" extra
+        print(f"amidcc pcap: {err}; install it with: pip install 'amidcc[pcap]'", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:  # e.g. piped into head: stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- keeps the interpreter's final flush quiet
         return 0

@@ -249,12 +249,11 @@ class CaptureAnalyzer:
         conv.has_data = True
         decoded = decode_apdu_bytes(apdu, self.keys, self.base_oid)
         services, answers, latency, matched_by = decoded.services, None, None, None
-        names: tuple[str, ...] = ()
         if decoded.kind is MessageKind.RESPONSE and decoded.message is not None:
             pending, matched_by = self._match(conv, decoded.message)
             services = decode_responses(services, None if pending is None else pending.services)
             if pending is not None:
-                answers, latency, names = pending.index, ts - pending.ts, pending.names
+                answers, latency = pending.index, ts - pending.ts
         elif decoded.kind is MessageKind.MIXED:
             services = decode_responses(services, None)
         record = MessageRecord(
@@ -265,7 +264,7 @@ class CaptureAnalyzer:
             latency=latency, matched_by=matched_by, reassembled=reassembled,
         )  # fmt: skip
         self._messages += 1
-        self._summary.message(record, names)
+        self._summary.message(record)
         if record.kind is MessageKind.REQUEST and decoded.message is not None:
             self._remember(conv, record, decoded.message)
         out = [record]

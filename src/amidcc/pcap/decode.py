@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from amidcc.codecs import psem
 from amidcc.codecs.ber import DEFAULT_BASE_OID
 from amidcc.codecs.c1222 import C1222Message, SecurityMode, decode_message
-from amidcc.codecs.errors import RemoteProtocolError, SecurityError
+from amidcc.codecs.errors import CodecError, SecurityError
 
 from .records import MessageKind, SecurityStatus, ServiceRecord
 
@@ -73,7 +73,7 @@ def _request_record(raw: bytes) -> ServiceRecord:
         return ServiceRecord(
             raw=raw, is_request=True, decoded=psem.decode_request(raw, verify_checksum=False)
         )
-    except RemoteProtocolError as exc:
+    except CodecError as exc:
         return ServiceRecord(raw=raw, is_request=True, error=str(exc))
 
 
@@ -94,7 +94,7 @@ def decode_apdu_bytes(
     """Decode one whole APDU; requests are decoded, responses kept raw for :func:`decode_responses`."""
     try:
         message, security, error = _decode(apdu, keys, base_oid)
-    except RemoteProtocolError as exc:
+    except CodecError as exc:
         return DecodedApdu(message=None, security=None, kind=MessageKind.UNKNOWN, error=str(exc))
     if message.segment:
         return DecodedApdu(message=message, security=None, kind=MessageKind.SEGMENT)
@@ -109,27 +109,38 @@ def decode_apdu_bytes(
     )
 
 
+def _read(service: ServiceRecord, req: ServiceRecord | None) -> ServiceRecord:
+    """One response service read against one request service (or on its own)."""
+    if service.is_request:
+        return service
+    request = req.decoded if req is not None and isinstance(req.decoded, psem.Request) else None
+    context = replace(service, request=request, request_code=None if req is None else req.code)
+    try:
+        decoded = psem.decode_response(service.raw, request, verify_checksum=False)
+    except CodecError as exc:
+        return replace(context, error=str(exc))
+    return replace(context, decoded=decoded)
+
+
 def decode_responses(
     services: tuple[ServiceRecord, ...], requests: tuple[ServiceRecord, ...] | None
 ) -> tuple[ServiceRecord, ...]:
-    """Read each response service against the request service in the same position.
+    """Read each response service against its request service.
 
-    EPSEM responses come back in the order of the requests (protocol-facts.md 3.4). Without a
-    matching request (``None``, or fewer requests than responses) a response is read on its own:
-    ok, nok, or raw body.
+    EPSEM responses come back in the order of the requests (protocol-facts.md 3.4), but not always
+    one for one: in the standard's example 8 a sessionless request carries Security and a read, and
+    the response carries only the read's answer. So with fewer responses than requests, the
+    responses are aligned with the *last* requests when that reads every response cleanly, and
+    with the first ones otherwise. Without a request (``None``) a response is read on its own: ok,
+    nok, or raw body.
     """
-    out = []
-    for i, service in enumerate(services):
-        if service.is_request:
-            out.append(service)
-            continue
-        req = requests[i] if requests is not None and i < len(requests) else None
-        request = req.decoded if req is not None and isinstance(req.decoded, psem.Request) else None
-        context = replace(service, request=request, request_code=None if req is None else req.code)
-        try:
-            decoded = psem.decode_response(service.raw, request, verify_checksum=False)
-        except RemoteProtocolError as exc:
-            out.append(replace(context, error=str(exc)))
-            continue
-        out.append(replace(context, decoded=decoded))
-    return tuple(out)
+    if requests is None:
+        return tuple(_read(s, None) for s in services)
+    first = tuple(
+        _read(s, requests[i] if i < len(requests) else None) for i, s in enumerate(services)
+    )
+    skip = len(requests) - len(services)
+    if skip <= 0 or all(s.error is None for s in first):
+        return first
+    last = tuple(_read(s, requests[skip + i]) for i, s in enumerate(services))
+    return last if all(s.error is None for s in last) else first

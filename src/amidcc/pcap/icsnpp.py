@@ -327,6 +327,45 @@ def _user_information_row(record: MessageRecord, message: C1222Message) -> Row:
 # --- the per-service logs ---------------------------------------------------------------------------
 
 
+class _ConnectionTypeNames(enum.IntFlag):
+    """ICSNPP spells bit 1 of the Register connection type ``MESSAGE_ACCEPT_WINDOW``."""
+
+    BROADCAST_AND_MULTICAST = 0x01
+    MESSAGE_ACCEPT_WINDOW = 0x02
+    PLAYBACK_REJECTION = 0x04
+    RESERVED = 0x08
+    CONNECTIONLESS_MODE = 0x10
+    ACCEPT_CONNECTIONLESS = 0x20
+    CONNECTION_MODE = 0x40
+    ACCEPT_CONNECTIONS = 0x80
+
+
+class _NodeTypeNames(enum.IntFlag):
+    """ICSNPP spells bit 7 of the Register node type ``MY_DOMAIN_PATTERN_FLAG``."""
+
+    RELAY = 0x01
+    MASTER_RELAY = 0x02
+    HOST = 0x04
+    NOTIFICATION_HOST = 0x08
+    AUTHENTICATION_HOST = 0x10
+    END_DEVICE = 0x20
+    RESERVED = 0x40
+    MY_DOMAIN_PATTERN_FLAG = 0x80
+
+
+class _RegInfoNames(enum.IntFlag):
+    """Register response ``reg_info`` bits, ICSNPP's spelling."""
+
+    DIRECT_MESSAGING_AVAILABLE = 0x01
+    MESSAGE_ACCEPTANCE_WINDOW_MODE = 0x02
+    PLAYBACK_REJECTION_MODE = 0x04
+    RESERVED = 0x08
+    CONNECTIONLESS_MODE = 0x10
+    ACCEPT_CONNECTIONLESS = 0x20
+    CONNECTION_MODE = 0x40
+    ACCEPT_CONNECTIONS = 0x80
+
+
 def _groups(buf: bytes, pos: int) -> tuple[list[int], list[str], list[int]]:
     """``<count> <data> <cksum>`` groups (FFFF chains another): counts, data, checksums."""
     counts: list[int] = []
@@ -398,45 +437,6 @@ def _register_request(req: psem.Register) -> tuple[str, Row]:
         notification_pattern=None if req.my_domain_pattern is None else zeek_bytes(req.my_domain_pattern),
         reg_period=req.registration_period,
     )  # fmt: skip
-
-
-class _ConnectionTypeNames(enum.IntFlag):
-    """ICSNPP spells bit 1 of the Register connection type ``MESSAGE_ACCEPT_WINDOW``."""
-
-    BROADCAST_AND_MULTICAST = 0x01
-    MESSAGE_ACCEPT_WINDOW = 0x02
-    PLAYBACK_REJECTION = 0x04
-    RESERVED = 0x08
-    CONNECTIONLESS_MODE = 0x10
-    ACCEPT_CONNECTIONLESS = 0x20
-    CONNECTION_MODE = 0x40
-    ACCEPT_CONNECTIONS = 0x80
-
-
-class _NodeTypeNames(enum.IntFlag):
-    """ICSNPP spells bit 7 of the Register node type ``MY_DOMAIN_PATTERN_FLAG``."""
-
-    RELAY = 0x01
-    MASTER_RELAY = 0x02
-    HOST = 0x04
-    NOTIFICATION_HOST = 0x08
-    AUTHENTICATION_HOST = 0x10
-    END_DEVICE = 0x20
-    RESERVED = 0x40
-    MY_DOMAIN_PATTERN_FLAG = 0x80
-
-
-class _RegInfoNames(enum.IntFlag):
-    """Register response ``reg_info`` bits, ICSNPP's spelling."""
-
-    DIRECT_MESSAGING_AVAILABLE = 0x01
-    MESSAGE_ACCEPTANCE_WINDOW_MODE = 0x02
-    PLAYBACK_REJECTION_MODE = 0x04
-    RESERVED = 0x08
-    CONNECTIONLESS_MODE = 0x10
-    ACCEPT_CONNECTIONLESS = 0x20
-    CONNECTION_MODE = 0x40
-    ACCEPT_CONNECTIONS = 0x80
 
 
 def _request_row(service: ServiceRecord) -> tuple[str, Row] | None:

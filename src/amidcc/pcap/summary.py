@@ -219,8 +219,8 @@ class SummaryBuilder:
         acc.last_seen = ts
         return acc
 
-    def message(self, record: MessageRecord, request_names: tuple[str, ...] = ()) -> None:
-        """Count one message; for a matched response, ``request_names`` are its request's services."""
+    def message(self, record: MessageRecord) -> None:
+        """Count one message (a matched response counts for the request services it answers)."""
         self._kinds[record.kind.value] += 1
         if record.security is not None:
             self._security[record.security.value] += 1
@@ -237,7 +237,7 @@ class SummaryBuilder:
         for service in record.services:
             self._service(service, sender)
         if record.kind is MessageKind.RESPONSE:
-            self._response(record, request_names, sender)
+            self._response(record, sender)
 
     def _sender(self, record: MessageRecord) -> _MeterAcc | None:
         title = record.calling_ap_title
@@ -262,9 +262,7 @@ class SummaryBuilder:
         if sender is not None:
             sender.codes[code] += 1
 
-    def _response(
-        self, record: MessageRecord, request_names: tuple[str, ...], sender: _MeterAcc | None
-    ) -> None:
+    def _response(self, record: MessageRecord, sender: _MeterAcc | None) -> None:
         if record.answers is None:
             self._unmatched += 1
             return
@@ -274,7 +272,10 @@ class SummaryBuilder:
         if sender is not None:
             sender.responses_sent += 1
             sender.latency.append(latency)
-        for name, service in zip(request_names, record.services, strict=False):
+        for service in record.services:
+            name = answered_name(service)
+            if name is None:
+                continue
             acc = self._services.setdefault(name, _ServiceAcc())
             acc.responses += 1
             acc.codes[response_code_name(service.code)] += 1
@@ -327,6 +328,15 @@ class SummaryBuilder:
             first_ts=self.first_ts,
             last_ts=self.last_ts,
         )
+
+
+def answered_name(service: ServiceRecord) -> str | None:
+    """For a response service: the name of the request service it answers (None if unknown)."""
+    if service.request is not None:
+        return psem.service_name(service.request)
+    if service.request_code is None:
+        return None
+    return psem.REQUEST_NAMES.get(service.request_code, f"code {service.request_code:#04x}")
 
 
 def request_name(service: ServiceRecord) -> str:
