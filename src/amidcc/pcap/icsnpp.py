@@ -133,7 +133,7 @@ def service_label(code: int) -> str:
     return _REQUEST_LABELS.get(code, "Unknown Code")
 
 
-# --- Zeek value rendering ---------------------------------------------------------------------------
+# --- Zeek value rendering -------------------------------------------------------------------------
 
 
 def zeek_bytes(raw: bytes) -> str:
@@ -158,7 +158,7 @@ def _flags(value: int, flag_type: type[enum.IntFlag]) -> list[str]:
     return [m.name for m in flag_type if m.value & value and m.name is not None]
 
 
-# --- the per-message logs ---------------------------------------------------------------------------
+# --- the per-message logs -------------------------------------------------------------------------
 
 
 def _integer_content(raw_element: bytes) -> bytes:
@@ -324,7 +324,7 @@ def _user_information_row(record: MessageRecord, message: C1222Message) -> Row:
     }
 
 
-# --- the per-service logs ---------------------------------------------------------------------------
+# --- the per-service logs -------------------------------------------------------------------------
 
 
 class _ConnectionTypeNames(enum.IntFlag):
@@ -565,7 +565,7 @@ def log_rows(record: MessageRecord) -> list[tuple[str, Row]]:
     return rows
 
 
-# --- JSON ---------------------------------------------------------------------------------------------
+# --- JSON -----------------------------------------------------------------------------------------
 
 
 def _jsonable(value: Any) -> Any:

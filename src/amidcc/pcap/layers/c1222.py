@@ -52,17 +52,19 @@ from .psem import psem_class
 
 __all__ = ["C1222", "EPSEM", "EPSEMPlaintext", "EPSEMService", "set_keys"]
 
-_KEYS = KeyStore()
-_BASE_OID: list[tuple[int, ...]] = [DEFAULT_BASE_OID]
+
+class _Dissection:
+    """What dissection decrypts with (see :func:`set_keys`)."""
+
+    keys = KeyStore()
+    base_oid: tuple[int, ...] = DEFAULT_BASE_OID
 
 
 def set_keys(keys: Mapping[int, bytes], base_oid: str | tuple[int, ...] | None = None) -> None:
     """Keys (key id -> 16 bytes) that dissection uses to decrypt mode-2 APDUs; ``{}`` turns it off."""
-    _KEYS._keys.clear()
-    for key_id, key in keys.items():
-        _KEYS.add(key_id, key)
+    _Dissection.keys = KeyStore(keys)
     if base_oid is not None:
-        _BASE_OID[0] = _oid(base_oid)
+        _Dissection.base_oid = _oid(base_oid)
 
 
 def _oid(text: str | tuple[int, ...]) -> tuple[int, ...]:
@@ -227,9 +229,9 @@ class C1222(Packet):
             self.add_payload(C1222(rest) if rest[:1] == b"\x60" else conf.raw_layer(rest))
 
     def _dissect_epsem(self, epsem: bytes) -> None:
-        if _KEYS and epsem and (epsem[0] >> 2) & 3 == 2:
+        if _Dissection.keys and epsem and (epsem[0] >> 2) & 3 == 2:
             try:
-                plain, _ = unprotect(self._apdu, _KEYS, _BASE_OID[0])
+                plain, _ = unprotect(self._apdu, _Dissection.keys, _Dissection.base_oid)
             except SecurityError:
                 self.crypto = "bad"
             else:
