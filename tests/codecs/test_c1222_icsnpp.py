@@ -3,28 +3,28 @@
 Every TCP payload of every capture goes through the TCP framer and the decoder, and the ACSE/EPSEM
 columns of ``c1222.log`` and ``c1222_user_information.log`` must match the baseline field by field.
 
-TODO(lead, when amidcc.codecs.psem lands): check the service-level columns too -- ``services`` in
-both logs (``REQ:Ident``, ``RESP:OK`` ...) and the per-service logs (identification, logon/security,
-read/write, wait, dereg/reg, trace). They are skipped below (``SERVICE_COLUMNS``).
+The service-level columns (``services`` in both logs and the per-service logs: identification,
+logon/security, read/write, wait, dereg/reg, trace) are checked by ``tests/pcap/
+test_icsnpp_baselines.py`` through the capture analyser, and the PSEM bodies by
+``tests/codecs/test_psem_vectors.py``; here they are left out (``SERVICE_COLUMNS``).
 """
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
 
 from amidcc.codecs.ber import encode_integer, format_oid
 from amidcc.codecs.c1222 import (
-    NEED_MORE,
-    ApduBuffer,
     C1222Message,
     Element,
     SecurityMode,
     decode_message,
 )
 from amidcc.codecs.c1222.epsem import Epsem
+
+from ..icsnpp import capture_apdus
 
 CAPTURES = ["ident", "logon", "reg", "rw", "security", "trace", "wait"]
 
@@ -52,54 +52,12 @@ USER_INFO_COLUMNS = [
     *"indirect_reference_encoding padding mac epsem_control ed_class encrypted_epsem".split(),
     "services",
 ]
-SERVICE_COLUMNS = {"services"}  # TODO(lead): needs the PSEM codec, see the module docstring
-
-
-# --- pcap reading (scapy's reader only; the headers are parsed by hand) -----------------------------
-
-
-def tcp_payloads(pcap: Path) -> list[tuple[tuple[str, int, str, int], bytes]]:
-    """``((src, sport, dst, dport), payload)`` for every IPv4/TCP packet with a payload."""
-    from scapy.utils import RawPcapReader
-
-    out = []
-    reader = RawPcapReader(str(pcap))
-    try:
-        for frame, _meta in reader:
-            frame = bytes(frame)
-            if struct.unpack("!H", frame[12:14])[0] != 0x0800:
-                continue
-            ip = frame[14:]
-            ihl, total = (ip[0] & 0x0F) * 4, struct.unpack("!H", ip[2:4])[0]
-            if ip[9] != 6:
-                continue
-            tcp = ip[ihl:total]
-            sport, dport = struct.unpack("!HH", tcp[:4])
-            payload = tcp[(tcp[12] >> 4) * 4 :]
-            if payload:
-                flow = (_ip(ip[12:16]), sport, _ip(ip[16:20]), dport)
-                out.append((flow, bytes(payload)))
-    finally:
-        reader.close()
-    return out
-
-
-def _ip(raw: bytes) -> str:
-    return ".".join(str(b) for b in raw)
+SERVICE_COLUMNS = {"services"}  # checked in tests/pcap/test_icsnpp_baselines.py
 
 
 def decode_capture(pcap: Path) -> list[tuple[tuple[str, int, str, int], C1222Message]]:
-    """Frame each direction's stream with ApduBuffer, then decode every APDU."""
-    buffers: dict[tuple[str, int, str, int], ApduBuffer] = {}
-    messages = []
-    for flow, payload in tcp_payloads(pcap):
-        buffer = buffers.setdefault(flow, ApduBuffer())
-        buffer.receive_data(payload)
-        while (apdu := buffer.next_apdu()) is not NEED_MORE:
-            assert isinstance(apdu, bytes)
-            messages.append((flow, decode_message(apdu)))
-    assert all(not b.has_partial and b.discarded_bytes == 0 for b in buffers.values())
-    return messages
+    """Every APDU of the capture, decoded."""
+    return [(flow, decode_message(apdu)) for flow, apdu in capture_apdus(pcap)]
 
 
 # --- Zeek rendering of our decode ------------------------------------------------------------------

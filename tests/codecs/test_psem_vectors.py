@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from amidcc.codecs import ber
+from amidcc.codecs.c1222 import SecurityMode, decode_message
 from amidcc.codecs.codes import ResponseCode
 from amidcc.codecs.errors import RemoteProtocolError
 from amidcc.codecs.psem import (
@@ -59,6 +60,8 @@ from amidcc.codecs.psem import (
     pad_user,
     table_id,
 )
+
+from ..icsnpp import capture_apdus
 
 
 def crc_x25(data: bytes) -> int:
@@ -227,69 +230,17 @@ def test_example8_response() -> None:
 
 # --------------------------------------------------------------------------- ICSNPP captures
 # Synthetic (scapy-made) C12.22 captures from the ICSNPP test suite; expected values from the
-# baseline logs beside them. Each EPSEM service is cut out with a minimal ACSE walk.
-
-
-def _tcp_payloads(pcap: Path) -> list[bytes]:
-    data = pcap.read_bytes()
-    endian = "<" if data[:4] == bytes.fromhex("d4c3b2a1") else ">"
-    assert struct.unpack_from(endian + "I", data, 20)[0] == 1  # Ethernet
-    out = []
-    pos = 24
-    while pos < len(data):
-        incl = struct.unpack_from(endian + "I", data, pos + 8)[0]
-        frame = data[pos + 16 : pos + 16 + incl]
-        pos += 16 + incl
-        ip = frame[14:]
-        if frame[12:14] != b"\x08\x00" or ip[9] != 6:
-            continue
-        tcp = ip[(ip[0] & 0x0F) * 4 : struct.unpack_from(">H", ip, 2)[0]]
-        body = tcp[(tcp[12] >> 4) * 4 :]
-        if body:
-            out.append(body)
-    return out
-
-
-def _tlv(buf: bytes, pos: int) -> tuple[int, bytes, int]:
-    decoded = ber.decode_length(buf, pos + 1)
-    assert decoded is not None
-    length, start = decoded
-    return buf[pos], buf[start : start + length], start + length
+# baseline logs beside them. The APDUs come from amidcc's pcap reader and C12.22 codec.
 
 
 def _services(apdu: bytes) -> list[bytes]:
-    tag, acse, _ = _tlv(apdu, 0)
-    assert tag == 0x60
-    pos = 0
-    while pos < len(acse):
-        tag, value, pos = _tlv(acse, pos)
-        if tag == 0xBE:
-            break
-    else:
-        raise AssertionError("no user-information element")
-    tag, external, _ = _tlv(value, 0)
-    assert tag == 0x28
-    pos = 0
-    while True:
-        tag, epsem, pos = _tlv(external, pos)
-        if tag == 0x81:
-            break
-    assert epsem[0] & 0x0C == 0  # cleartext
-    pos = 5 if epsem[0] & 0x10 else 1
-    services = []
-    while pos < len(epsem):
-        decoded = ber.decode_length(epsem, pos)
-        assert decoded is not None
-        length, pos = decoded
-        if length == 0:  # ICSNPP's samples end the list with a 00 length (facts 3.4)
-            break
-        services.append(epsem[pos : pos + length])
-        pos += length
-    return services
+    message = decode_message(apdu)
+    assert message.epsem is not None and message.security_mode is SecurityMode.CLEARTEXT
+    return list(message.epsem.services)
 
 
 def _exchange(vectors: Path, name: str) -> tuple[bytes, bytes]:
-    apdus = _tcp_payloads(vectors / "icsnpp-c1222" / f"c1222_{name}_service_tcp.pcap")
+    apdus = [a for _, a in capture_apdus(vectors / "icsnpp-c1222" / f"c1222_{name}_service_tcp.pcap")]
     assert len(apdus) == 2
     (req,) = _services(apdus[0])
     (resp,) = _services(apdus[1])
