@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("decode", "config", "pcap", "simulate")
+SUBCOMMANDS = ("decode", "config", "pcap", "simulate", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
