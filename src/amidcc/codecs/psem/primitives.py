@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from .. import ber
+from ..c1218.negotiate import BAUD_BY_CODE, EXTERNALLY_DEFINED
 from ..errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -63,27 +64,10 @@ USER_LENGTH = 10
 #: Width of the Security password field (padding differs between implementations, 2.1).
 PASSWORD_LENGTH = 20
 
-#: Negotiate baud-rate code -> bits per second (facts 1.5). 0 means "externally defined".
-#: Codes 0B-0E come from MeteringSDK only [M].
-BAUD_RATES: Mapping[int, int] = MappingProxyType(
-    {
-        0x00: 0,
-        0x01: 300,
-        0x02: 600,
-        0x03: 1200,
-        0x04: 2400,
-        0x05: 4800,
-        0x06: 9600,
-        0x07: 14400,
-        0x08: 19200,
-        0x09: 28800,
-        0x0A: 57600,
-        0x0B: 38400,
-        0x0C: 115200,
-        0x0D: 128000,
-        0x0E: 256000,
-    }
-)
+#: Negotiate baud-rate code -> bits per second (facts 1.5), with 0 for code 00 ("externally
+#: defined"). The table itself is the link's (:data:`amidcc.codecs.c1218.negotiate.BAUD_BY_CODE`);
+#: this view adds code 00 for the PSEM codec and is kept for compatibility.
+BAUD_RATES: Mapping[int, int] = MappingProxyType({EXTERNALLY_DEFINED: 0, **BAUD_BY_CODE})
 
 
 def checksum(data: bytes | bytearray | memoryview) -> int:
