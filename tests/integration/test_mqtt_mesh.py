@@ -222,3 +222,23 @@ async def test_broker_restart_mid_run(reactor: Any, tmp_path: Path, broker: Brok
     finally:
         await sim.stopService()
         await gw.stop()
+
+
+def test_config_and_garbage_without_a_broker(tmp_path: Path) -> None:
+    from twisted.internet.task import Clock
+
+    config = parse_config({"gateway": {"name": "east"}, "mqtt": {"url": "mqtt://10.0.0.1:1884", "reconnect_min": "2s"}})
+    link = build_mqtt(config, Clock())
+    cfg = link.client.config
+    assert (cfg.url, cfg.client_id, cfg.clean_session, cfg.backoff_min) == ("mqtt://10.0.0.1:1884", "amidcc-east", False, 2.0)
+    assert link.kind is LinkKind.MQTT
+    link._on_uplink("amidcc/rf/cellX/up", b"\x61\x02\x00\x00")  # not an APDU: counted, channel kept
+    link._on_uplink("elsewhere/rf/cellX/up", b"\x60\x00")  # not our prefix: ignored
+    assert set(link.cells) == {"cellX"}
+    errors = link.c1222.metrics.registry.get_sample_value("amidcc_errors_total", {"link": "mqtt", "kind": "malformed"})
+    assert errors == 1.0
+    address = MeterAddress(meter_id="m", ap_title=".2.7.1", link=LinkKind.MQTT)
+    assert not link.is_reachable(address)
+    failed = link.request(address, [b"\x20"], timeout=1.0)
+    assert isinstance(failed.result.value, LinkDown)  # type: ignore[attr-defined]
+    failed.addErrback(lambda _: None)
