@@ -132,19 +132,20 @@ class AmidccMfgEvent(enum.IntEnum):
     """Manufacturer event codes (EVENT_CODE / HISTORY_CODE with the mfg bit 0x0800) of amidcc meters.
 
     The standard codes (protocol-facts 4.10) have no entry for several use-case failures, so
-    amidcc's simulated meters log them as manufacturer events with these numbers (the same numbers
-    as ``amidcc.simulators.faults.MfgEvent``). Other manufacturers' codes mean other things: see
-    :mod:`amidcc.gateway.classify`.
+    amidcc's simulated meters log them as manufacturer events with these numbers (the simulator
+    uses this enum, as ``amidcc.simulators.faults.MfgEvent``). Other manufacturers' codes mean other
+    things: see :mod:`amidcc.gateway.classify`.
     """
 
     SELF_TEST_PASSED = 0
-    """FR1: a periodic or on-demand self-diagnostic passed."""
+    """FR1: a periodic or on-demand self-diagnostic passed (argument: run kind, checks run)."""
     SELF_TEST_FAILED = 1
-    """FR1: a self-diagnostic failed (argument: the failing checks)."""
+    """FR1: a self-diagnostic failed (argument: run kind, failing-check bitmap)."""
     METROLOGY_PASSED = 2
-    """NFR6: the metrology self-check passed (logged, sent with the next read)."""
+    """NFR6: the metrology self-check passed (logged, sent with the next read; argument: error in
+    per mille)."""
     METROLOGY_FAILED = 3
-    """FR17: the metrology self-check failed."""
+    """FR17: the metrology self-check failed (argument: error in per mille)."""
     CHECKSUM_ERROR = 4
     """FR1: a program or table checksum does not match."""
     FIRMWARE_FAILURE = 5
@@ -152,7 +153,7 @@ class AmidccMfgEvent(enum.IntEnum):
     WRONG_SOCKET = 6
     """FR2: the meter recognises it is installed in the wrong socket."""
     HAN_COMM_FAILURE = 7
-    """FR7: a subscribed home-area-network device does not answer."""
+    """FR7: a subscribed home-area-network device does not answer (argument: HAN device index)."""
     PUSH_FAILURE = 8
     """FR8: a meter-initiated message could not be delivered."""
     DATA_INCONSISTENCY = 9
@@ -160,7 +161,8 @@ class AmidccMfgEvent(enum.IntEnum):
     TIME_SYNC_FAILURE = 10
     """FR6: the meter could not synchronise its clock."""
     FAULT_CLEARED = 11
-    """A previously detected fault cleared (argument: the fault number)."""
+    """A previously detected fault cleared (argument: the fault number, its position in
+    ``amidcc.simulators.faults.FaultKind``)."""
     LAST_GASP = 12
     """Primary power is failing (sent as power fails)."""
     PROGRAM_FAILURE = 13
@@ -168,7 +170,8 @@ class AmidccMfgEvent(enum.IntEnum):
 
 
 class AmidccMfgStatus(enum.IntFlag):
-    """ST3 ED_MFG_STATUS bits of amidcc meters (2 bytes), as ``amidcc.simulators.faults.MfgStatus``."""
+    """ST3 ED_MFG_STATUS bits of amidcc meters (2 bytes, DATA_ORDER): one bit per fault the standard
+    bits blur. The simulator uses this enum, as ``amidcc.simulators.faults.MfgStatus``."""
 
     CHECKSUM_ERROR = 0x0001
     FIRMWARE_FAILURE = 0x0002

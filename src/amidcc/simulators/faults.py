@@ -15,6 +15,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from amidcc.events import AmidccMfgEvent, AmidccMfgStatus
+
 __all__ = [
     "FAULTS",
     "FAULT_NUMBER",
@@ -120,20 +122,6 @@ class StdStatus(enum.IntFlag):
     REVERSE_ROTATION = 0x2000
 
 
-class MfgStatus(enum.IntFlag):
-    """amidcc's ST3 ED_MFG_STATUS (2 bytes, DATA_ORDER): one bit per fault the standard bits blur."""
-
-    CHECKSUM_ERROR = 0x0001
-    FIRMWARE_FAILURE = 0x0002
-    METROLOGY_CHECK_FAILED = 0x0004
-    TIME_SYNC_FAILURE = 0x0008
-    WRONG_SOCKET = 0x0010
-    HAN_COMM_FAILURE = 0x0020
-    PUSH_FAILURE = 0x0040
-    DATA_INCONSISTENCY = 0x0080
-    PROGRAM_FAILURE = 0x0100
-
-
 class StdEvent(enum.IntEnum):
     """Standard event codes the simulator logs (protocol-facts 4.10)."""
 
@@ -157,24 +145,10 @@ class StdEvent(enum.IntEnum):
     REVERSE_ROTATION = 48
 
 
-class MfgEvent(enum.IntEnum):
-    """amidcc manufacturer event numbers (logged with the EVENT_CODE manufacturer bit, 0x0800)."""
-
-    SELF_TEST_PASSED = 0  #: argument: run kind, checks run
-    SELF_TEST_FAILED = 1  #: argument: run kind, failing-check bitmap
-    METROLOGY_PASSED = 2  #: argument: error in per mille
-    METROLOGY_FAILED = 3  #: argument: error in per mille
-    CHECKSUM_ERROR = 4
-    FIRMWARE_FAILURE = 5
-    WRONG_SOCKET = 6
-    HAN_COMM_FAILURE = 7  #: argument: HAN device index
-    PUSH_FAILURE = 8  #: a meter-initiated message could not be delivered (FR8)
-    DATA_INCONSISTENCY = 9
-    TIME_SYNC_FAILURE = 10
-    FAULT_CLEARED = 11  #: argument: fault number (position in FaultKind)
-    LAST_GASP = 12  #: sent as power fails
-    PROGRAM_FAILURE = 13
-
+#: amidcc's manufacturer event numbers and ST3 ED_MFG_STATUS bits: the simulated meters log and
+#: report exactly what the gateway classifies (:mod:`amidcc.events`), under the simulator's names.
+MfgEvent = AmidccMfgEvent
+MfgStatus = AmidccMfgStatus
 
 #: Manufacturer flag in an EVENT_CODE / HISTORY_CODE word (TABLE_IDB_BFLD bit 11).
 MFG_EVENT_FLAG = 0x0800
