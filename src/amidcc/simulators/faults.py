@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from amidcc.codecs.c1219.general import EdStdStatus1
 from amidcc.events import AmidccMfgEvent, AmidccMfgStatus
 
 __all__ = [
@@ -103,23 +104,8 @@ class EventClass(enum.StrEnum):
     INFORMATIONAL = "informational"
 
 
-class StdStatus(enum.IntFlag):
-    """ST3 ED_STD_STATUS1 (protocol-facts 4.4)."""
-
-    UNPROGRAMMED = 0x0001
-    CONFIGURATION_ERROR = 0x0002
-    SELF_CHK_ERROR = 0x0004
-    RAM_FAILURE = 0x0008
-    ROM_FAILURE = 0x0010
-    NONVOL_MEM_FAILURE = 0x0020
-    CLOCK_ERROR = 0x0040
-    MEASUREMENT_ERROR = 0x0080
-    LOW_BATTERY = 0x0100
-    LOW_LOSS_POTENTIAL = 0x0200
-    DEMAND_OVERLOAD = 0x0400
-    POWER_FAILURE = 0x0800
-    TAMPER_DETECT = 0x1000
-    REVERSE_ROTATION = 0x2000
+#: ST3 ED_STD_STATUS1 bits (protocol-facts 4.4): the codec's flags, under the simulator's name.
+StdStatus = EdStdStatus1
 
 
 class StdEvent(enum.IntEnum):
