@@ -34,7 +34,15 @@ PASSWORD = "demo"
 
 #: A few faults on top of the random NFR2 ones: a tamper and a metrology failure pushed as alarms,
 #: a silent meter and a garbage-sending link.
-DEMO_FAULTS = ("tamper@3+3s", "metrology@5+2s", "silent@7+1s", "garbage=0.5@11+1s", "ram@13+2s")
+#: Each is (spec, position from the end of the fleet): the C12.22/TCP meters are last (the Modbus
+#: ones come first, and alarms are pushed over C12.22 only).
+DEMO_FAULTS = (
+    ("tamper@{}+3s", 4),
+    ("metrology@{}+2s", 6),
+    ("silent@{}+1s", 8),
+    ("garbage=0.5@{}+1s", 12),
+    ("ram@{}+2s", 14),
+)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -113,9 +121,9 @@ class Demo:
         """Start the fleet's collectors, the gateway, the C12.22 meters; wait; summarise; stop."""
         r = self.reactor
         faults = [
-            parse_fault_arg(f)
-            for f in DEMO_FAULTS
-            if int(f.split("@")[1].split("+")[0]) < self.meters
+            parse_fault_arg(spec.format(self.meters - k))
+            for spec, k in DEMO_FAULTS
+            if self.meters - k >= 0
         ]
         plan = FleetPlan.build(
             Scenario(), start=r.seconds(), meters=self.meters, seed=self.seed, faults=faults,

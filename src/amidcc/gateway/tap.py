@@ -330,6 +330,9 @@ class GatewayService(MultiService):
 
 #: The meter registry's database, beside the event log under ``gateway.state_dir``.
 REGISTRY_DB = Path("registry.sqlite")
+#: Event logs are read every read_interval, but not more often than this: a full ST76 is large,
+#: and pushed alarms carry what cannot wait (NFR4).
+EVENT_LOG_MIN_INTERVAL = 900.0
 
 
 class Composition(Service):
@@ -404,7 +407,9 @@ class Composition(Service):
         reader = hooks["reader"] = EventReader(intake, client, reactor, metrics=metrics)
         scheduler = hooks["scheduler"] = Scheduler(
             client=client, registry=registry, clock=reactor, schedule=config.schedule,
-            reader=reader, metrics=metrics,
+            reader=reader, metrics=metrics, event_log_interval=max(
+                config.schedule.read_interval, EVENT_LOG_MIN_INTERVAL
+            ),
         )  # fmt: skip
         gw.stores.update(
             registry=registry, eventlog=eventlog, trouble_sink=sink, intake=intake,
