@@ -136,17 +136,17 @@ def test_power_outage_last_gasp_and_restoration() -> None:
     size = len(c.read_raw(64, NOW - 1)) // m.config.lp_days
     m.inject(FaultKind.POWER_OUTAGE, NOW)
     gasp = m.tick(NOW)
-    assert [a.event_code for a in gasp] == [StdEvent.POWER_DOWN]
+    assert [a.event_code for a in gasp] == [StdEvent.PRIMARY_POWER_DOWN]
     assert not m.powered(NOW + 60)
     assert m.handle_request(encode_request(FullRead(table_id=0)), NOW + 60) == b""
     assert m.handle_services([encode_request(FullRead(table_id=0))], NOW + 60) == []
     m.clear(FaultKind.POWER_OUTAGE, NOW + 3600)
     back = m.tick(NOW + 3601)
-    assert [a.event_code for a in back] == [StdEvent.POWER_UP] and back[0].kind is None
+    assert [a.event_code for a in back] == [StdEvent.PRIMARY_POWER_UP] and back[0].kind is None
     st3 = c.read(3, NOW + 3601)
     assert int(st3.ed_std_status1) & 0x0800  # POWER_FAILURE latched
     codes = _codes(c.read(76, NOW + 3601))
-    assert StdEvent.POWER_DOWN in codes and StdEvent.POWER_UP in codes
+    assert StdEvent.PRIMARY_POWER_DOWN in codes and StdEvent.PRIMARY_POWER_UP in codes
     # the hour without power registers nothing, and the intervals say so
     day = int(NOW // DAY)
     lp = c.read_raw(64, NOW + 3601, offset=(day % m.config.lp_days) * size, count=size)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from amidcc.codecs.c1219.events import StdEvent
 from amidcc.codecs.c1219.general import EdStdStatus1
 from amidcc.events import AmidccMfgEvent, AmidccMfgStatus
 
@@ -23,6 +24,7 @@ __all__ = [
     "FAULT_NUMBER",
     "MFG_EVENT_FLAG",
     "LINK_FAULT_KINDS",
+    "LOGGED_STD_EVENTS",
     "NO_LINK_FAULTS",
     "Check",
     "Detection",
@@ -108,28 +110,30 @@ class EventClass(enum.StrEnum):
 StdStatus = EdStdStatus1
 
 
-class StdEvent(enum.IntEnum):
-    """Standard event codes the simulator logs (protocol-facts 4.10)."""
-
-    POWER_DOWN = 1
-    POWER_UP = 2
-    TIME_CHANGED_OLD = 3
-    TIME_CHANGED_NEW = 4
-    PROCEDURE_INVOKED = 9
-    TABLE_WRITTEN = 10
-    END_DEVICE_PROGRAMMED = 11
-    DEMAND_RESET = 20
-    CONFIGURATION_ERROR = 37
-    SELF_CHECK_ERROR = 38
-    RAM_FAILURE = 39
-    ROM_FAILURE = 40
-    NV_MEMORY_FAILURE = 41
-    CLOCK_ERROR = 42
-    MEASUREMENT_ERROR = 43
-    LOW_BATTERY = 44
-    TAMPER_ATTEMPT = 47
-    REVERSE_ROTATION = 48
-
+#: The standard event codes (protocol-facts 4.10) the simulated meter logs: ST72 lists them as
+#: supported and ST75 as monitored.
+LOGGED_STD_EVENTS: frozenset[StdEvent] = frozenset(
+    {
+        StdEvent.PRIMARY_POWER_DOWN,
+        StdEvent.PRIMARY_POWER_UP,
+        StdEvent.TIME_CHANGED_OLD_TIME,
+        StdEvent.TIME_CHANGED_NEW_TIME,
+        StdEvent.PROCEDURE_INVOKED,
+        StdEvent.TABLE_WRITTEN,
+        StdEvent.END_DEVICE_PROGRAMMED,
+        StdEvent.DEMAND_RESET,
+        StdEvent.CONFIGURATION_ERROR,
+        StdEvent.SELF_CHECK_ERROR,
+        StdEvent.RAM_FAILURE,
+        StdEvent.ROM_FAILURE,
+        StdEvent.NV_MEMORY_FAILURE,
+        StdEvent.CLOCK_ERROR,
+        StdEvent.MEASUREMENT_ERROR,
+        StdEvent.LOW_BATTERY,
+        StdEvent.TAMPER_ATTEMPT,
+        StdEvent.REVERSE_ROTATION,
+    }
+)
 
 #: amidcc's manufacturer event numbers and ST3 ED_MFG_STATUS bits: the simulated meters log and
 #: report exactly what the gateway classifies (:mod:`amidcc.events`), under the simulator's names.
@@ -214,7 +218,7 @@ _ROWS: list[tuple[FaultKind, Detection, EventClass, bool, str, StdStatus, MfgSta
     (FaultKind.PUSH_FAILURE, _I, _INF, False, "wan", _NS, MfgStatus.PUSH_FAILURE, _mfg(MfgEvent.PUSH_FAILURE), Check.RADIO),
     (FaultKind.DATA_INCONSISTENCY, _S, _BIL, False, "meter", StdStatus.SELF_CHK_ERROR, MfgStatus.DATA_INCONSISTENCY, _mfg(MfgEvent.DATA_INCONSISTENCY), Check.DATA_CONSISTENCY),
     (FaultKind.TAMPER, _I, _SAF, True, "meter", StdStatus.TAMPER_DETECT, _NM, StdEvent.TAMPER_ATTEMPT, None),
-    (FaultKind.POWER_OUTAGE, _I, _SRV, True, "meter", StdStatus.POWER_FAILURE, _NM, StdEvent.POWER_DOWN, None),
+    (FaultKind.POWER_OUTAGE, _I, _SRV, True, "meter", StdStatus.POWER_FAILURE, _NM, StdEvent.PRIMARY_POWER_DOWN, None),
     (FaultKind.REVERSE_ROTATION, _I, _SAF, True, "meter", StdStatus.REVERSE_ROTATION, _NM, StdEvent.REVERSE_ROTATION, None),
     (FaultKind.LOW_BATTERY, _I, _INF, False, "meter", StdStatus.LOW_BATTERY, _NM, StdEvent.LOW_BATTERY, Check.BATTERY),
 ]  # fmt: skip

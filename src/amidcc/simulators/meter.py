@@ -182,8 +182,8 @@ class SimMeter:
             self.log(now, MFG_EVENT_FLAG | MfgEvent.TIME_SYNC_FAILURE, FAULT_NUMBER[FaultKind.TIME_SYNC])
             return False
         self._clock = (meter_time - now, now)
-        self.log(now, StdEvent.TIME_CHANGED_OLD, int(old) & 0xFFFFFFFF, 1)
-        self.log(now, StdEvent.TIME_CHANGED_NEW, int(meter_time) & 0xFFFFFFFF, 1)
+        self.log(now, StdEvent.TIME_CHANGED_OLD_TIME, int(old) & 0xFFFFFFFF, 1)
+        self.log(now, StdEvent.TIME_CHANGED_NEW_TIME, int(meter_time) & 0xFFFFFFFF, 1)
         return True
 
     @property
@@ -259,10 +259,10 @@ class SimMeter:
                 return
 
     def _power_up(self, now: float) -> None:
-        self.log(now, StdEvent.POWER_UP, 0)
+        self.log(now, StdEvent.PRIMARY_POWER_UP, 0)
         failing = self.failing_checks(now)
         self.log(now, _summary_code(failing), selftest_argument(RunKind.POWER_UP, failing))
-        self._queue_alarm(now, StdEvent.POWER_UP, _OUTAGE, restoration=True)
+        self._queue_alarm(now, StdEvent.PRIMARY_POWER_UP, _OUTAGE, restoration=True)
         self._detect_self_test_faults(now)
 
     # ------------------------------------------------------------------ diagnostics
@@ -450,8 +450,8 @@ class SimMeter:
                 down = math.floor(day * DAY + unit(seed, 6, day) * 0.9 * DAY)
                 up = down + 1 + math.floor(59 * unit(seed, 7, day))
                 if up < hist_end:
-                    out.append((float(down), int(StdEvent.POWER_DOWN), 0, 0))
-                    out.append((float(up), int(StdEvent.POWER_UP), 0, 0))
+                    out.append((float(down), int(StdEvent.PRIMARY_POWER_DOWN), 0, 0))
+                    out.append((float(up), int(StdEvent.PRIMARY_POWER_UP), 0, 0))
             day += 1
         if self.start_time <= now:
             f = self.failing_checks(self.start_time)

@@ -113,7 +113,7 @@ from amidcc.codecs.c1219.mfg import (
 
 from .config import DAY, MeterConfig
 from .diagnostics import EventRecord
-from .faults import FAULTS, MFG_EVENT_FLAG, Check, Detection, FaultKind, MfgEvent, StdEvent
+from .faults import FAULTS, LOGGED_STD_EVENTS, MFG_EVENT_FLAG, Check, Detection, FaultKind, MfgEvent
 from .history import unit
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ MT_1 = 0x0801
 #: Load-profile channels (ST62 source index = position).
 LP_CHANNELS = ("Wh delivered", "Wh received", "voltage (dV)", "power factor (per mille)")
 #: Events the meter can log (ST72).
-STD_EVENTS = frozenset(int(e) for e in StdEvent)
+STD_EVENTS = frozenset(int(e) for e in LOGGED_STD_EVENTS)
 MFG_EVENTS = frozenset(int(e) for e in MfgEvent)
 #: History log capacity (ST74: user-initiated events only).
 HISTORY_ENTRIES = 64
