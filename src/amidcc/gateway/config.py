@@ -365,6 +365,19 @@ def _oid(*, relative_ok: bool) -> Kind[str]:
     return Kind(parse, _toml_str)
 
 
+def _trace_target() -> Kind[str]:
+    """``"*"``, an AP title (dotted, normalised like :func:`_oid`) or a meter id (no dot)."""
+    oid = _oid(relative_ok=True)
+
+    def parse(value: object, key: str) -> str:
+        text = _expect_str(value, key, "a dotted OID like '.2.1', a meter id or '*'")
+        if text == "*" or (text and "." not in text):
+            return text
+        return oid.parse(text, key)
+
+    return Kind(parse, _toml_str)
+
+
 def _mqtt_url() -> Kind[str]:
     def parse(value: object, key: str) -> str:
         text = _expect_str(value, key, "a URL like 'mqtt://127.0.0.1:1883'")
@@ -833,9 +846,9 @@ class LoggingSection(_Section):
     )
     format: str = setting(_choice("text", "json"), "text", "Format of logging.file: text or json.")
     trace_meters: tuple[str, ...] = setting(
-        _list(_oid(relative_ok=True)),
+        _list(_trace_target()),
         (),
-        "AP titles whose frames are logged in hex at debug level.",
+        'Meters (AP titles or meter ids; "*" for all) whose frames are logged in hex.',
         example='[".2.7.1"]',
     )
 

@@ -86,6 +86,7 @@ __all__ = [
     "C1222Settings",
     "Channel",
     "ChannelState",
+    "FrameTap",
     "MeterRegistered",
     "meter_id_from_esn",
 ]
@@ -94,6 +95,13 @@ log = Logger(namespace="amidcc.gateway.c1222")
 
 #: ``on_alarm(address, services, now)``: a meter pushed an unsolicited message.
 AlarmHook = Callable[[MeterAddress, Sequence[bytes], float], object]
+
+#: ``tap(direction, channel, ap_title, apdu, now)``: an observer of the link's traffic (capture,
+#: tracing). ``direction`` is ``"rx"`` or ``"tx"`` for one whole APDU received or sent on
+#: ``channel``, whose ``ap_title`` is the meter's (the calling title of what arrives, the called
+#: title of what leaves; None when unknown), or ``"closed"`` (``apdu`` empty) when the channel goes.
+#: Taps run on the reactor and must be quick; what they raise is logged, never seen by the link.
+FrameTap = Callable[[str, "Channel", "str | None", bytes, float], object]
 
 _NOTIFY = AeQualifier.NOTIFICATION | AeQualifier.URGENT
 _RELAYS = NodeType.RELAY | NodeType.MASTER_RELAY
@@ -145,6 +153,7 @@ class C1222Settings:
             "password": password,
             "user_id": c.user_id,
             "trace_titles": frozenset(config.logging.trace_meters),
+            "trace_frames": "*" in config.logging.trace_meters,
         }
         values.update(overrides)
         return cls(**values)
@@ -256,6 +265,8 @@ class C1222Link:
         self.channels: set[Channel] = set()
         """Open channels."""
         self._last_iv: dict[str, int] = {}
+        self.taps: list[FrameTap] = []
+        """Observers of every APDU sent and received, and of channels closing (:data:`FrameTap`)."""
 
     # -- MeterLink -----------------------------------------------------------------------------
 
@@ -355,6 +366,8 @@ class C1222Link:
                 del self.routes[title]
         channel.state.titles.clear()
         failed = channel.correlator.fail_all(LinkDown(f"{channel.peer}: {reason}"))
+        if self.taps:
+            self._tap("closed", channel, None, b"")
         log.info(
             "c1222 channel {peer} closed ({reason}); {failed} pending requests failed",
             peer=channel.peer,
@@ -374,6 +387,16 @@ class C1222Link:
                 "c1222 {direction} {peer} {title} {hex}",
                 direction=direction, peer=channel.peer, title=title, hex=data.hex(),
             )  # fmt: skip
+        if self.taps:
+            self._tap(direction, channel, title, data)
+
+    def _tap(self, direction: str, channel: Channel, title: str | None, data: bytes) -> None:
+        now = self.clock.seconds()
+        for tap in self.taps:
+            try:
+                tap(direction, channel, title, data, now)
+            except Exception:
+                log.failure("c1222 frame tap {tap!r} failed", tap=tap)
 
     def _send(self, channel: Channel, data: bytes, title: str | None = None) -> None:
         self._trace("tx", channel, title, data)
