@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from amidcc.codecs.c1219.events import StdEvent
 from amidcc.codecs.c1219.general import EdStdStatus1
-from amidcc.events import AmidccMfgEvent, AmidccMfgStatus
+from amidcc.events import AmidccMfgEvent, AmidccMfgStatus, Component, EventClass
 
 __all__ = [
     "FAULTS",
@@ -96,16 +96,6 @@ class Detection(enum.StrEnum):
     METROLOGY = "metrology"  #: the next metrology health check
 
 
-class EventClass(enum.StrEnum):
-    """FR16 priority classes: the first two are reported at once, the rest by the next read."""
-
-    SAFETY = "safety"
-    SERVICE = "service"
-    BILLING = "billing"
-    CUSTOMER = "customer"
-    INFORMATIONAL = "informational"
-
-
 #: ST3 ED_STD_STATUS1 bits (protocol-facts 4.4): the codec's flags, under the simulator's name.
 StdStatus = EdStdStatus1
 
@@ -177,8 +167,8 @@ class FaultSpec:
     """FR16 class, the hint the head-end's classification starts from."""
     critical: bool
     """Pushed to the head-end at once (an :class:`~amidcc.simulators.diagnostics.Alarm`)."""
-    component: str
-    """BR3/FR19 component: ``"meter"``, ``"han"`` or ``"wan"``."""
+    component: Component
+    """BR3/FR19 component: the meter, its HAN or its WAN module."""
     std_status: StdStatus
     """ST3 standard status bits set while detected (latched until SP7)."""
     mfg_status: MfgStatus
@@ -201,26 +191,27 @@ _SAF, _SRV, _BIL, _CUS, _INF = (
     EventClass.CUSTOMER,
     EventClass.INFORMATIONAL,
 )
+_MTR, _HAN, _WAN = Component.METER, Component.HAN, Component.WAN
 _NS, _NM = StdStatus(0), MfgStatus(0)
 
 # kind, detection, class, critical, component, std bits, mfg bits, event, MT0 check
-_ROWS: list[tuple[FaultKind, Detection, EventClass, bool, str, StdStatus, MfgStatus, int, Check | None]] = [
-    (FaultKind.CHECKSUM, _S, _SRV, True, "meter", StdStatus.SELF_CHK_ERROR, MfgStatus.CHECKSUM_ERROR, _mfg(MfgEvent.CHECKSUM_ERROR), Check.PROGRAM_CHECKSUM),
-    (FaultKind.FIRMWARE, _S, _SRV, True, "meter", StdStatus.SELF_CHK_ERROR, MfgStatus.FIRMWARE_FAILURE, _mfg(MfgEvent.FIRMWARE_FAILURE), Check.FIRMWARE),
-    (FaultKind.METROLOGY, _M, _BIL, True, "meter", StdStatus.MEASUREMENT_ERROR, MfgStatus.METROLOGY_CHECK_FAILED, StdEvent.MEASUREMENT_ERROR, Check.METROLOGY),
-    (FaultKind.PROGRAM, _S, _SRV, True, "meter", StdStatus.UNPROGRAMMED | StdStatus.CONFIGURATION_ERROR, MfgStatus.PROGRAM_FAILURE, StdEvent.CONFIGURATION_ERROR, Check.PROGRAM),
-    (FaultKind.RAM, _S, _SRV, True, "meter", StdStatus.RAM_FAILURE, _NM, StdEvent.RAM_FAILURE, Check.RAM),
-    (FaultKind.ROM, _S, _SRV, True, "meter", StdStatus.ROM_FAILURE, _NM, StdEvent.ROM_FAILURE, Check.ROM),
-    (FaultKind.NVRAM, _S, _SRV, True, "meter", StdStatus.NONVOL_MEM_FAILURE, _NM, StdEvent.NV_MEMORY_FAILURE, Check.NVRAM),
-    (FaultKind.TIME_SYNC, _S, _BIL, True, "meter", StdStatus.CLOCK_ERROR, MfgStatus.TIME_SYNC_FAILURE, StdEvent.CLOCK_ERROR, Check.CLOCK),
-    (FaultKind.WRONG_SOCKET, _I, _SAF, True, "meter", StdStatus.CONFIGURATION_ERROR, MfgStatus.WRONG_SOCKET, _mfg(MfgEvent.WRONG_SOCKET), Check.SOCKET),
-    (FaultKind.HAN, _I, _CUS, False, "han", _NS, MfgStatus.HAN_COMM_FAILURE, _mfg(MfgEvent.HAN_COMM_FAILURE), Check.HAN),
-    (FaultKind.PUSH_FAILURE, _I, _INF, False, "wan", _NS, MfgStatus.PUSH_FAILURE, _mfg(MfgEvent.PUSH_FAILURE), Check.RADIO),
-    (FaultKind.DATA_INCONSISTENCY, _S, _BIL, False, "meter", StdStatus.SELF_CHK_ERROR, MfgStatus.DATA_INCONSISTENCY, _mfg(MfgEvent.DATA_INCONSISTENCY), Check.DATA_CONSISTENCY),
-    (FaultKind.TAMPER, _I, _SAF, True, "meter", StdStatus.TAMPER_DETECT, _NM, StdEvent.TAMPER_ATTEMPT, None),
-    (FaultKind.POWER_OUTAGE, _I, _SRV, True, "meter", StdStatus.POWER_FAILURE, _NM, StdEvent.PRIMARY_POWER_DOWN, None),
-    (FaultKind.REVERSE_ROTATION, _I, _SAF, True, "meter", StdStatus.REVERSE_ROTATION, _NM, StdEvent.REVERSE_ROTATION, None),
-    (FaultKind.LOW_BATTERY, _I, _INF, False, "meter", StdStatus.LOW_BATTERY, _NM, StdEvent.LOW_BATTERY, Check.BATTERY),
+_ROWS: list[tuple[FaultKind, Detection, EventClass, bool, Component, StdStatus, MfgStatus, int, Check | None]] = [
+    (FaultKind.CHECKSUM, _S, _SRV, True, _MTR, StdStatus.SELF_CHK_ERROR, MfgStatus.CHECKSUM_ERROR, _mfg(MfgEvent.CHECKSUM_ERROR), Check.PROGRAM_CHECKSUM),
+    (FaultKind.FIRMWARE, _S, _SRV, True, _MTR, StdStatus.SELF_CHK_ERROR, MfgStatus.FIRMWARE_FAILURE, _mfg(MfgEvent.FIRMWARE_FAILURE), Check.FIRMWARE),
+    (FaultKind.METROLOGY, _M, _BIL, True, _MTR, StdStatus.MEASUREMENT_ERROR, MfgStatus.METROLOGY_CHECK_FAILED, StdEvent.MEASUREMENT_ERROR, Check.METROLOGY),
+    (FaultKind.PROGRAM, _S, _SRV, True, _MTR, StdStatus.UNPROGRAMMED | StdStatus.CONFIGURATION_ERROR, MfgStatus.PROGRAM_FAILURE, StdEvent.CONFIGURATION_ERROR, Check.PROGRAM),
+    (FaultKind.RAM, _S, _SRV, True, _MTR, StdStatus.RAM_FAILURE, _NM, StdEvent.RAM_FAILURE, Check.RAM),
+    (FaultKind.ROM, _S, _SRV, True, _MTR, StdStatus.ROM_FAILURE, _NM, StdEvent.ROM_FAILURE, Check.ROM),
+    (FaultKind.NVRAM, _S, _SRV, True, _MTR, StdStatus.NONVOL_MEM_FAILURE, _NM, StdEvent.NV_MEMORY_FAILURE, Check.NVRAM),
+    (FaultKind.TIME_SYNC, _S, _BIL, True, _MTR, StdStatus.CLOCK_ERROR, MfgStatus.TIME_SYNC_FAILURE, StdEvent.CLOCK_ERROR, Check.CLOCK),
+    (FaultKind.WRONG_SOCKET, _I, _SAF, True, _MTR, StdStatus.CONFIGURATION_ERROR, MfgStatus.WRONG_SOCKET, _mfg(MfgEvent.WRONG_SOCKET), Check.SOCKET),
+    (FaultKind.HAN, _I, _CUS, False, _HAN, _NS, MfgStatus.HAN_COMM_FAILURE, _mfg(MfgEvent.HAN_COMM_FAILURE), Check.HAN),
+    (FaultKind.PUSH_FAILURE, _I, _INF, False, _WAN, _NS, MfgStatus.PUSH_FAILURE, _mfg(MfgEvent.PUSH_FAILURE), Check.RADIO),
+    (FaultKind.DATA_INCONSISTENCY, _S, _BIL, False, _MTR, StdStatus.SELF_CHK_ERROR, MfgStatus.DATA_INCONSISTENCY, _mfg(MfgEvent.DATA_INCONSISTENCY), Check.DATA_CONSISTENCY),
+    (FaultKind.TAMPER, _I, _SAF, True, _MTR, StdStatus.TAMPER_DETECT, _NM, StdEvent.TAMPER_ATTEMPT, None),
+    (FaultKind.POWER_OUTAGE, _I, _SRV, True, _MTR, StdStatus.POWER_FAILURE, _NM, StdEvent.PRIMARY_POWER_DOWN, None),
+    (FaultKind.REVERSE_ROTATION, _I, _SAF, True, _MTR, StdStatus.REVERSE_ROTATION, _NM, StdEvent.REVERSE_ROTATION, None),
+    (FaultKind.LOW_BATTERY, _I, _INF, False, _MTR, StdStatus.LOW_BATTERY, _NM, StdEvent.LOW_BATTERY, Check.BATTERY),
 ]  # fmt: skip
 
 #: The fault table, by kind.
