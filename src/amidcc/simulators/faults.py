@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from amidcc.codecs.c1219.events import StdEvent
 from amidcc.codecs.c1219.general import EdStdStatus1
+from amidcc.codecs.c1219.mfg import SelfTestCheck
 from amidcc.events import AmidccMfgEvent, AmidccMfgStatus, Component, EventClass
 
 __all__ = [
@@ -137,17 +138,18 @@ MFG_EVENT_FLAG = 0x0800
 class Check(enum.IntEnum):
     """Self-test checks, one MT0 record each; the numbers are MT0 CHECK_IDs.
 
-    0-11 are :class:`amidcc.codecs.c1219.mfg.SelfTestCheck`; 12-17 are added here for the use
-    case's failures that list has no check for (MT0 leaves 0-255 to amidcc)."""
+    Those below 12 are the codec's :class:`~amidcc.codecs.c1219.mfg.SelfTestCheck` numbers; 12-16
+    are added here for the use case's failures that list has no check for (MT0 leaves 0-255 to
+    amidcc)."""
 
-    RAM = 0
-    ROM = 1
-    NVRAM = 2
-    CLOCK = 3
-    METROLOGY = 4  #: MEASUREMENT
-    BATTERY = 5
-    RADIO = 7  #: meter-initiated messages (FR8)
-    FIRMWARE = 11  #: FIRMWARE_IMAGE
+    RAM = SelfTestCheck.RAM
+    ROM = SelfTestCheck.ROM
+    NVRAM = SelfTestCheck.NONVOLATILE_MEMORY
+    CLOCK = SelfTestCheck.CLOCK
+    METROLOGY = SelfTestCheck.MEASUREMENT
+    BATTERY = SelfTestCheck.BATTERY
+    RADIO = SelfTestCheck.RADIO  #: meter-initiated messages (FR8)
+    FIRMWARE = SelfTestCheck.FIRMWARE_IMAGE
     PROGRAM_CHECKSUM = 12
     PROGRAM = 13
     SOCKET = 14
