@@ -153,9 +153,17 @@ def zeek_text(value: Value) -> str:
     return text if text else "(empty)"
 
 
+#: The Register flag bits ICSNPP names otherwise than :mod:`amidcc.codecs.psem` does.
+_ICSNPP_FLAG_NAMES: Mapping[str, str] = {
+    "MY_DOMAIN_PATTERN": "MY_DOMAIN_PATTERN_FLAG",  # NodeType bit 7
+    "MESSAGE_ACCEPTANCE_WINDOW": "MESSAGE_ACCEPT_WINDOW",  # ConnectionType bit 1
+}
+
+
 def _flags(value: int, flag_type: type[enum.IntFlag]) -> list[str]:
-    """Names of the set bits, lowest first (ICSNPP's order)."""
-    return [m.name for m in flag_type if m.value & value and m.name is not None]
+    """ICSNPP's names of the set bits, lowest first (ICSNPP's order)."""
+    names = (m.name for m in flag_type if m.value & value and m.name is not None)
+    return [_ICSNPP_FLAG_NAMES.get(name, name) for name in names]
 
 
 # --- the per-message logs -------------------------------------------------------------------------
@@ -327,45 +335,6 @@ def _user_information_row(record: MessageRecord, message: C1222Message) -> Row:
 # --- the per-service logs -------------------------------------------------------------------------
 
 
-class _ConnectionTypeNames(enum.IntFlag):
-    """ICSNPP spells bit 1 of the Register connection type ``MESSAGE_ACCEPT_WINDOW``."""
-
-    BROADCAST_AND_MULTICAST = 0x01
-    MESSAGE_ACCEPT_WINDOW = 0x02
-    PLAYBACK_REJECTION = 0x04
-    RESERVED = 0x08
-    CONNECTIONLESS_MODE = 0x10
-    ACCEPT_CONNECTIONLESS = 0x20
-    CONNECTION_MODE = 0x40
-    ACCEPT_CONNECTIONS = 0x80
-
-
-class _NodeTypeNames(enum.IntFlag):
-    """ICSNPP spells bit 7 of the Register node type ``MY_DOMAIN_PATTERN_FLAG``."""
-
-    RELAY = 0x01
-    MASTER_RELAY = 0x02
-    HOST = 0x04
-    NOTIFICATION_HOST = 0x08
-    AUTHENTICATION_HOST = 0x10
-    END_DEVICE = 0x20
-    RESERVED = 0x40
-    MY_DOMAIN_PATTERN_FLAG = 0x80
-
-
-class _RegInfoNames(enum.IntFlag):
-    """Register response ``reg_info`` bits, ICSNPP's spelling."""
-
-    DIRECT_MESSAGING_AVAILABLE = 0x01
-    MESSAGE_ACCEPTANCE_WINDOW_MODE = 0x02
-    PLAYBACK_REJECTION_MODE = 0x04
-    RESERVED = 0x08
-    CONNECTIONLESS_MODE = 0x10
-    ACCEPT_CONNECTIONLESS = 0x20
-    CONNECTION_MODE = 0x40
-    ACCEPT_CONNECTIONS = 0x80
-
-
 def _groups(buf: bytes, pos: int) -> tuple[list[int], list[str], list[int]]:
     """``<count> <data> <cksum>`` groups (FFFF chains another): counts, data, checksums."""
     counts: list[int] = []
@@ -429,8 +398,8 @@ def _register_request(req: psem.Register) -> tuple[str, Row]:
         device_class = zeek_bytes(req.device_class)
     return _row(
         "c1222_dereg_reg_service", req_resp="Req", service_type="register_req",
-        node_type=_flags(req.node_type, _NodeTypeNames),
-        connection_type=_flags(req.connection_type, _ConnectionTypeNames),
+        node_type=_flags(req.node_type, psem.NodeType),
+        connection_type=_flags(req.connection_type, psem.ConnectionType),
         device_class=device_class, ap_title=str(req.ap_title),
         electronic_serial_number=str(req.electronic_serial_number),
         native_address=zeek_bytes(req.native_address),
@@ -522,7 +491,7 @@ def _response_rows(service: ServiceRecord) -> list[tuple[str, Row]]:
     if isinstance(resp, psem.RegisterResponse):
         return [_row("c1222_dereg_reg_service", req_resp="Resp", service_type="register_resp_ok",
                      ap_title=str(resp.ap_title), reg_delay=resp.reg_delay,
-                     reg_period=resp.reg_period, reg_info=_flags(resp.reg_info, _RegInfoNames))]  # fmt: skip
+                     reg_period=resp.reg_period, reg_info=_flags(resp.reg_info, psem.RegInfo))]  # fmt: skip
     if isinstance(resp, psem.ResolveResponse):
         return [_row("c1222_resolve_service", req_resp="Resp",
                      local_address=zeek_bytes(resp.local_address))]  # fmt: skip
