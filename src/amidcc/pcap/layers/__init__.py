@@ -20,71 +20,22 @@ from __future__ import annotations
 from scapy.layers.inet import TCP, UDP
 from scapy.packet import bind_layers
 
+from . import psem
 from .c1218 import C1218, bind_c1218
 from .c1222 import C1222, EPSEM, EPSEMPlaintext, EPSEMService, set_keys
-from .psem import (
-    PSEM_REQUEST_CLASSES,
-    PSEMAuthenticate,
-    PSEMDeregister,
-    PSEMDisconnect,
-    PSEMIdentify,
-    PSEMLogoff,
-    PSEMLogon,
-    PSEMNegotiate,
-    PSEMReadDefault,
-    PSEMReadFull,
-    PSEMReadIndex,
-    PSEMReadOffset,
-    PSEMRegister,
-    PSEMResolve,
-    PSEMResponse,
-    PSEMSecurity,
-    PSEMTerminate,
-    PSEMTimingSetup,
-    PSEMTrace,
-    PSEMUnknown,
-    PSEMWait,
-    PSEMWriteFull,
-    PSEMWriteIndex,
-    PSEMWriteOffset,
-    psem_class,
-)
+from .psem import *  # noqa: F403  (the PSEM service layers; psem.__all__ lists them)
 
 __all__ = [
     "C1218",
     "C1222",
     "C1222_PORT",
     "EPSEM",
-    "PSEM_REQUEST_CLASSES",
     "EPSEMPlaintext",
     "EPSEMService",
-    "PSEMAuthenticate",
-    "PSEMDeregister",
-    "PSEMDisconnect",
-    "PSEMIdentify",
-    "PSEMLogoff",
-    "PSEMLogon",
-    "PSEMNegotiate",
-    "PSEMReadDefault",
-    "PSEMReadFull",
-    "PSEMReadIndex",
-    "PSEMReadOffset",
-    "PSEMRegister",
-    "PSEMResolve",
-    "PSEMResponse",
-    "PSEMSecurity",
-    "PSEMTerminate",
-    "PSEMTimingSetup",
-    "PSEMTrace",
-    "PSEMUnknown",
-    "PSEMWait",
-    "PSEMWriteFull",
-    "PSEMWriteIndex",
-    "PSEMWriteOffset",
     "bind_c1218",
-    "psem_class",
     "set_keys",
 ]
+__all__ += psem.__all__
 
 #: TCP and UDP port of C12.22.
 C1222_PORT = 1153
