@@ -70,11 +70,9 @@ CODES: dict[int, str] = {
     **{code: name.lower().replace(" ", "_") for code, name in psem.REQUEST_NAMES.items()},
 }
 
-_NODE_TYPE = ["relay", "master_relay", "host", "notification_host", "authentication_host",
-              "end_device", "reserved", "my_domain_pattern"]  # fmt: skip
-_CONNECTION_TYPE = ["broadcast_and_multicast", "message_acceptance_window", "playback_rejection",
-                    "reserved", "connectionless_mode", "accept_connectionless", "connection_mode",
-                    "accept_connections"]  # fmt: skip
+#: Register flag names, lowest bit first, from the codec's flags.
+_NODE_TYPE = [str(m.name).lower() for m in psem.NodeType]
+_CONNECTION_TYPE = [str(m.name).lower() for m in psem.ConnectionType]
 
 
 class _PSEM(Packet):
