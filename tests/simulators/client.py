@@ -1,4 +1,7 @@
-"""A minimal head-end test client built from the codecs: drives a SimMeter directly (sans-I/O)."""
+"""A minimal head-end test client built from the codecs: drives a SimMeter directly (sans-I/O).
+
+Its passwords, :class:`Nok` and request helpers also serve the optical-port client.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +49,32 @@ class Nok(Exception):
         self.code = code
 
 
+#: The dimension tables a head-end reads first to build its table context.
+DIMENSION_TABLES = (0, 21, 61, 62, 71)
+
+
+def read_request(table: int, offset: int | None = None, count: int | None = None) -> Request:
+    """A full read, or an offset read of ``count`` bytes when ``offset`` is given."""
+    if offset is None:
+        return FullRead(table_id=table)
+    return PartialReadOffset(table_id=table, offset=offset, octet_count=count or 0)
+
+
+def procedure_request(
+    number: int, seq: int, ctx: TableContext, params: bytes = b"", *, mfg: bool = False, selector: int = 0
+) -> FullWrite:
+    """The ST7 write that starts procedure ``number`` (its answer is read back from ST8)."""
+    proc = ProcedureInitiate(number=number, mfg=mfg, selector=selector, seq_nbr=seq, params=params)
+    return FullWrite(table_id=7, data=ST7.build(proc, ctx))
+
+
+def procedure_result(st8: bytes, ctx: TableContext) -> ProcedureResponse:
+    """The procedure response read back from ST8."""
+    resp = ST8.parse(st8, ctx)
+    assert isinstance(resp, ProcedureResponse)
+    return resp
+
+
 class Client:
     """C12.22-style sessionless client: every call is one EPSEM with Security first."""
 
@@ -76,12 +105,7 @@ class Client:
         return resp
 
     def read_raw(self, table: int, now: float, *, offset: int | None = None, count: int | None = None) -> bytes:
-        req: Request
-        if offset is None:
-            req = FullRead(table_id=table)
-        else:
-            req = PartialReadOffset(table_id=table, offset=offset, octet_count=count or 0)
-        resp = self.one(req, now)
+        resp = self.one(read_request(table, offset, count), now)
         assert isinstance(resp, ReadResponse)
         return resp.data
 
@@ -93,7 +117,7 @@ class Client:
     def learn(self, now: float) -> TableContext:
         """Read the dimension tables as a head-end would and build the context."""
         ctx = TableContext()
-        for table in (0, 21, 61, 62, 71):
+        for table in DIMENSION_TABLES:
             ctx = ctx.with_table(table, decode_table(table, self.read_raw(table, now), ctx))
         self.ctx = ctx
         return ctx
@@ -103,11 +127,8 @@ class Client:
 
     def procedure(self, number: int, now: float, params: bytes = b"", *, mfg: bool = False, selector: int = 0) -> ProcedureResponse:
         self.seq = (self.seq + 1) & 0xFF
-        proc = ProcedureInitiate(number=number, mfg=mfg, selector=selector, seq_nbr=self.seq, params=params)
-        self.one(FullWrite(table_id=7, data=ST7.build(proc, self.ctx)), now)
-        resp = ST8.parse(self.read_raw(8, now), self.ctx)
-        assert isinstance(resp, ProcedureResponse)
-        return resp
+        self.one(procedure_request(number, self.seq, self.ctx, params, mfg=mfg, selector=selector), now)
+        return procedure_result(self.read_raw(8, now), self.ctx)
 
 
 def c1218_session(meter: SimMeter, now: float, password: bytes = MASTER) -> list[bytes]:

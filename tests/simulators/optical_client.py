@@ -14,25 +14,14 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from amidcc.codecs.c1218 import Event, Link, MessageReceived, Role, SendFailed
-from amidcc.codecs.c1219 import (
-    ST7,
-    ST8,
-    ProcedureInitiate,
-    ProcedureResponse,
-    TableContext,
-    decode_table,
-)
-from amidcc.codecs.codes import ResponseCode
+from amidcc.codecs.c1219 import ProcedureResponse, TableContext, decode_table
 from amidcc.codecs.psem import (
-    FullRead,
-    FullWrite,
     Identify,
     Logoff,
     Logon,
     Negotiate,
     NegotiateResponse,
     NokResponse,
-    PartialReadOffset,
     ReadResponse,
     Request,
     Response,
@@ -40,20 +29,20 @@ from amidcc.codecs.psem import (
     Terminate,
     decode_response,
     encode_request,
-    pad_password,
     pad_user,
 )
 
-MASTER = pad_password("master", fill=b" ")
-READER = pad_password("reader", fill=b" ")
+from .client import (
+    DIMENSION_TABLES,
+    MASTER,
+    READER,
+    Nok,
+    procedure_request,
+    procedure_result,
+    read_request,
+)
 
-
-class Nok(Exception):
-    """The meter answered a non-ok code."""
-
-    def __init__(self, code: ResponseCode) -> None:
-        super().__init__(code.name)
-        self.code = code
+__all__ = ["MASTER", "READER", "NoAnswer", "Nok", "OpticalClient"]
 
 
 class NoAnswer(Exception):
@@ -139,12 +128,7 @@ class OpticalClient(Protocol):
         await self.call(Terminate())
 
     async def read(self, table: int, offset: int | None = None, count: int = 0) -> bytes:
-        req: Request
-        if offset is None:
-            req = FullRead(table_id=table)
-        else:
-            req = PartialReadOffset(table_id=table, offset=offset, octet_count=count)
-        resp = await self.call(req)
+        resp = await self.call(read_request(table, offset, count))
         assert isinstance(resp, ReadResponse)
         return resp.data
 
@@ -158,18 +142,15 @@ class OpticalClient(Protocol):
     async def learn(self) -> TableContext:
         """Read the dimension tables a head-end reads first and build the table context."""
         ctx = TableContext()
-        for table in (0, 21, 61, 62, 71):
+        for table in DIMENSION_TABLES:
             ctx = ctx.with_table(table, decode_table(table, await self.read(table), ctx))
         self.ctx = ctx
         return ctx
 
     async def procedure(self, number: int, params: bytes = b"") -> ProcedureResponse:
         self.seq = (self.seq + 1) & 0xFF
-        proc = ProcedureInitiate(number=number, seq_nbr=self.seq, params=params)
-        await self.call(FullWrite(table_id=7, data=ST7.build(proc, self.ctx)))
-        resp = ST8.parse(await self.read(8), self.ctx)
-        assert isinstance(resp, ProcedureResponse)
-        return resp
+        await self.call(procedure_request(number, self.seq, self.ctx, params))
+        return procedure_result(await self.read(8), self.ctx)
 
     # -- internals ------------------------------------------------------------------------------
 
