@@ -49,7 +49,7 @@ from amidcc.events import EventClass, FailureType, MeterEvent
 from .config import parse_duration
 from .eventlog import ChronicFailure, EventLog
 from .links.base import LinkDown, LinkKind, RequestTimeout, Throttled
-from .meters import MeterError, MeterRefused
+from .meters import MeterError, MeterRefused, TableReader
 from .registry import MeterRecord, MeterRegistry, MeterState, UnknownMeter
 from .web import HealthReport, HealthResource, build_site
 
@@ -154,19 +154,8 @@ class ApiError(Exception):
         return {"error": error}
 
 
-class MeterCommands(Protocol):
+class MeterCommands(TableReader, Protocol):
     """What the commands need of :class:`~amidcc.gateway.meters.MeterClient`."""
-
-    def read_table(
-        self,
-        meter_id: str,
-        table: int,
-        *,
-        offset: int | None = None,
-        count: int | None = None,
-        mfg: bool = False,
-        decode: bool = True,
-    ) -> Deferred[Any]: ...
 
     def run_procedure(
         self, meter_id: str, number: int, params: bytes = b"", *, mfg: bool = False

@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -57,6 +57,7 @@ from amidcc.events import (
 from .classify import DEFAULT_CLASSIFIER, Classification, Classifier
 from .eventlog import EventContext, EventLog
 from .links.base import MeterAddress
+from .meters import TableReader as MeterTableReader
 from .metrics import GatewayMetrics
 from .registry import MeterRecord
 
@@ -632,21 +633,8 @@ class EventIntake:
 # -- the Twisted side: reading tables through the meter client ---------------------------------
 
 
-class TableReader(Protocol):
+class TableReader(MeterTableReader, Protocol):
     """What :class:`EventReader` needs of :class:`amidcc.gateway.meters.MeterClient`."""
-
-    def read_table(
-        self,
-        meter_id: str,
-        table: int,
-        *,
-        offset: int | None = None,
-        count: int | None = None,
-        mfg: bool = False,
-        decode: bool = True,
-    ) -> Deferred[Any]:
-        """Fire with a ``TableRead`` (``.value`` is the decoded model)."""
-        ...
 
     def table_context(self, meter_id: str) -> TableContext | None:
         """The meter's cached table context, if any table was read."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
@@ -81,6 +81,7 @@ __all__ = [
     "MeterRefused",
     "ProcedureMismatch",
     "TableRead",
+    "TableReader",
     "dimension_tables",
 ]
 
@@ -153,6 +154,24 @@ def dimension_tables(word: int) -> tuple[int, ...]:
 
 def _sleep(clock: Clock, seconds: float) -> Deferred[None]:
     return deferLater(clock, seconds, lambda: None)  # type: ignore[arg-type]
+
+
+class TableReader(Protocol):
+    """What the gateway's other parts (event intake, scheduler, API) need of
+    :meth:`MeterClient.read_table`; tests stand in for the client with it."""
+
+    def read_table(
+        self,
+        meter_id: str,
+        table: int,
+        *,
+        offset: int | None = None,
+        count: int | None = None,
+        mfg: bool = False,
+        decode: bool = True,
+    ) -> Deferred[Any]:
+        """Fire with a :class:`TableRead` (``.value`` is the decoded model)."""
+        ...
 
 
 class MeterClient:
