@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,15 +42,6 @@ MIN_RETENTION = 45 * DAY
 """NFR5: diagnostic events stay in the log at least this long (seconds)."""
 
 GroupBy = Literal["meter", "account", "premise", "meter_type", "module", "manufacturer", "lot"]
-_GROUP_COLUMNS: dict[str, str] = {
-    "meter": "meter_id",
-    "account": "account",
-    "premise": "premise",
-    "meter_type": "meter_type",
-    "module": "module",
-    "manufacturer": "manufacturer",
-    "lot": "lot",
-}
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meter_events (
@@ -90,17 +81,6 @@ _SCHEMA = (
     " WHERE failure_type IS NOT NULL",
 )
 
-_COLUMNS = (
-    "event_id, meter_id, ap_title, time, seq, code, mfg, name, argument, event_class, component,"
-    " critical, failure_type, source, received, account, premise, meter_type, module,"
-    " manufacturer, lot"
-)
-_INSERT = (
-    f"INSERT INTO meter_events ({_COLUMNS}) VALUES ({', '.join('?' * 21)})"
-    " ON CONFLICT (meter_id, time, seq, code, mfg) DO NOTHING"
-)
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EventContext:
     """Who and what a meter was when an event was logged (FR10-FR12)."""
@@ -117,6 +97,22 @@ class EventContext:
     """Manufacturer code."""
     lot: str | None = None
     """Manufacturing lot."""
+
+
+#: The snapshot columns, named and ordered as the :class:`EventContext` fields.
+_CONTEXT_COLUMNS = tuple(f.name for f in fields(EventContext))
+_GROUP_COLUMNS: dict[str, str] = {"meter": "meter_id", **{c: c for c in _CONTEXT_COLUMNS}}
+#: The event's own columns, in the order of :func:`_to_row` and :func:`_from_row`.
+_EVENT_COLUMNS = (
+    "event_id", "meter_id", "ap_title", "time", "seq", "code", "mfg", "name", "argument",
+    "event_class", "component", "critical", "failure_type", "source", "received",
+)  # fmt: skip
+_COLUMNS = ", ".join((*_EVENT_COLUMNS, *_CONTEXT_COLUMNS))
+_INSERT = (
+    f"INSERT INTO meter_events ({_COLUMNS})"
+    f" VALUES ({', '.join('?' * (len(_EVENT_COLUMNS) + len(_CONTEXT_COLUMNS)))})"
+    " ON CONFLICT (meter_id, time, seq, code, mfg) DO NOTHING"
+)
 
 
 ContextLookup = Callable[[str], EventContext | None]
@@ -164,18 +160,13 @@ def _to_row(event: MeterEvent, ctx: EventContext) -> tuple[object, ...]:
         None if event.failure_type is None else event.failure_type.value,
         event.source.value,
         event.received,
-        ctx.account,
-        ctx.premise,
-        ctx.meter_type,
-        ctx.module,
-        ctx.manufacturer,
-        ctx.lot,
+        *(getattr(ctx, column) for column in _CONTEXT_COLUMNS),
     )
 
 
 def _from_row(row: Sequence[Any]) -> MeterEvent:
     (event_id, meter_id, ap_title, time, seq, code, mfg, name, argument, cls, comp, critical,
-     failure, source, received) = row[:15]  # fmt: skip
+     failure, source, received) = row[: len(_EVENT_COLUMNS)]  # fmt: skip
     return MeterEvent(
         event_id=str(event_id),
         meter_id=str(meter_id),
