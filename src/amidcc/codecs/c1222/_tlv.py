@@ -24,6 +24,10 @@ def int_tlv(tag: int, value: int) -> bytes:
 
 def read_tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     """Read the element at ``buf[pos]`` that must end by ``end``: ``(tag, content start, content end)``."""
+    if pos + 1 < end:  # the usual case first: a one-octet tag, a short length, all in the container
+        tag, length = buf[pos], buf[pos + 1]
+        if length < 0x80 and tag & 0x1F != 0x1F and pos + 2 + length <= end:
+            return tag, pos + 2, pos + 2 + length
     if pos >= end:
         raise RemoteProtocolError("BER element expected, found the end of its container")
     tag = buf[pos]
@@ -42,6 +46,9 @@ def read_tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
 
 def read_int(buf: bytes, start: int, end: int, what: str) -> int:
     """The universal INTEGER that must fill ``buf[start:end]`` exactly."""
+    size = end - start - 2
+    if 0 < size <= 8 and buf[start] == 0x02 and buf[start + 1] == size:  # the usual ``02 0n <int>``
+        return int.from_bytes(buf[start + 2 : end], "big", signed=True)
     tag, c_start, c_end = read_tlv(buf, start, end)
     if tag != 0x02 or c_end != end:
         raise RemoteProtocolError(f"{what}: expected one INTEGER (02), found tag {tag:#04x}")

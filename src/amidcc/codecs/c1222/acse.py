@@ -256,7 +256,25 @@ def _only_child(buf: bytes, start: int, end: int, what: str) -> tuple[int, int, 
     return tag, c_start, c_end
 
 
+#: Decoded AP titles by their encoding: a capture or a gateway sees the same few titles again and
+#: again (ApTitle is immutable, so sharing one is safe). Cleared when full.
+_TITLE_CACHE: dict[bytes, ApTitle] = {}
+_TITLE_CACHE_SIZE = 4096
+
+
 def _decode_title(buf: bytes, start: int, end: int) -> ApTitle:
+    # A title that decodes has read nothing outside buf[start:end], so those bytes are the key.
+    key = buf[start:end]
+    title = _TITLE_CACHE.get(key)
+    if title is None:
+        title = _decode_title_uncached(buf, start, end)
+        if len(_TITLE_CACHE) >= _TITLE_CACHE_SIZE:
+            _TITLE_CACHE.clear()
+        _TITLE_CACHE[key] = title
+    return title
+
+
+def _decode_title_uncached(buf: bytes, start: int, end: int) -> ApTitle:
     tag, c_start, c_end = _only_child(buf, start, end, "AP title")
     if c_start == c_end:
         raise RemoteProtocolError("empty AP title")

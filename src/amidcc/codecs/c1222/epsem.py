@@ -55,6 +55,11 @@ class ResponseControl(enum.IntEnum):
     NEVER = 2  #: never respond
 
 
+# Members by value, without the cost of calling the enum class on every message.
+_SECURITY_MODES = tuple(sorted(SecurityMode))
+_RESPONSE_CONTROLS = tuple(sorted(ResponseControl))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Epsem:
     """A plaintext EPSEM: control flags, optional ED class, raw services, MAC when secured."""
@@ -149,7 +154,7 @@ def security_mode_of(control: int) -> SecurityMode:
     mode = (control >> 2) & 0x03
     if mode == 3:
         raise RemoteProtocolError("EPSEM security mode 3 is reserved")
-    return SecurityMode(mode)
+    return _SECURITY_MODES[mode]
 
 
 def decode_epsem(data: bytes | bytearray | memoryview) -> Epsem:
@@ -175,7 +180,7 @@ def decode_epsem(data: bytes | bytearray | memoryview) -> Epsem:
     return Epsem(
         services=decode_services(buf[pos:end]),
         security_mode=mode,
-        response_control=ResponseControl(control & 0x03),
+        response_control=_RESPONSE_CONTROLS[control & 0x03],
         recovery=bool(control & _RECOVERY),
         proxy=bool(control & _PROXY),
         ed_class=ed_class,
