@@ -84,6 +84,7 @@ __all__ = [
     "Outgoing",
     "SimC1222Protocol",
     "SimC1222Service",
+    "deliver",
     "esn_for",
     "plan_nodes",
 ]
@@ -127,6 +128,17 @@ class Outgoing:
     """Seconds to wait before sending (the ``latency`` link fault)."""
     data: bytes
     """The APDU (or garbage) bytes."""
+
+
+def deliver(
+    outgoing: Iterable[Outgoing], write: Callable[[bytes], object], call_later: Callable[..., object]
+) -> None:
+    """Hand each APDU to ``write`` now, or after its delay (the latency fault) via ``call_later``."""
+    for out in outgoing:
+        if out.delay > 0:
+            call_later(out.delay, write, out.data)
+        else:
+            write(out.data)
 
 
 def esn_for(serial: str) -> UniversalId:
@@ -451,11 +463,7 @@ class SimC1222Protocol(Protocol):
 
     def send(self, outgoing: Iterable[Outgoing]) -> None:
         """Write now, or after the latency fault's delay."""
-        for out in outgoing:
-            if out.delay > 0:
-                self.call_later(out.delay, self._write, out.data)
-            else:
-                self._write(out.data)
+        deliver(outgoing, self._write, self.call_later)
 
     def _write(self, data: bytes) -> None:
         transport: Any = self.transport

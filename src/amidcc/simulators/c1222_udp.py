@@ -22,7 +22,7 @@ from amidcc.codecs.c1222 import receive_datagram
 from amidcc.codecs.errors import CodecError
 from amidcc.codecs.psem import ConnectionType
 
-from .c1222_tcp import C1222Node, NodeSettings, Outgoing
+from .c1222_tcp import C1222Node, NodeSettings, Outgoing, deliver
 
 __all__ = ["SimC1222Datagram", "SimC1222UdpService", "UDP_CONNECTION_TYPE", "udp_settings"]
 
@@ -66,11 +66,7 @@ class SimC1222Datagram(DatagramProtocol):
 
     def send(self, outgoing: Iterable[Outgoing]) -> None:
         """Send now, or after the latency fault's delay."""
-        for out in outgoing:
-            if out.delay > 0:
-                self.call_later(out.delay, self._write, out.data)
-            else:
-                self._write(out.data)
+        deliver(outgoing, self._write, self.call_later)
 
     def _write(self, data: bytes) -> None:
         transport: Any = self.transport
