@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from .. import ber
 from ..c1218.negotiate import BAUD_BY_CODE, EXTERNALLY_DEFINED
@@ -38,6 +39,7 @@ __all__ = [
     "decode_data_groups",
     "decode_table_id",
     "decode_universal_id",
+    "encode_by_type",
     "encode_data_groups",
     "encode_universal_id",
     "format_table_id",
@@ -76,6 +78,24 @@ def checksum(data: bytes | bytearray | memoryview) -> int:
     ``data`` plus its checksum sums to 0 modulo 256.
     """
     return -sum(data) & 0xFF
+
+
+def encode_by_type(
+    encoders: Mapping[type, Callable[[Any], bytes]], message: object, kind: str
+) -> bytes:
+    """``message`` encoded by the entry for its type in a codec's table (requests or responses).
+
+    :raises LocalProtocolError: ``message`` is not a PSEM ``kind``, or one of its fields is out of
+        range for the wire (what struct, ``int.to_bytes`` and the BER helpers raise).
+    """
+    try:
+        encoder = encoders[type(message)]
+    except KeyError:
+        raise LocalProtocolError(f"not a PSEM {kind}: {message!r}") from None
+    try:
+        return encoder(message)
+    except (struct.error, OverflowError, ValueError) as exc:
+        raise LocalProtocolError(f"{type(message).__name__}: field out of range ({exc})") from None
 
 
 # --------------------------------------------------------------------------- table-id word

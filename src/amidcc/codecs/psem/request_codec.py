@@ -27,6 +27,7 @@ from .primitives import (
     USER_LENGTH,
     decode_data_groups,
     decode_universal_id,
+    encode_by_type,
     encode_data_groups,
     encode_universal_id,
 )
@@ -211,14 +212,7 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
 
 def encode_request(req: Request) -> bytes:
     """The PSEM bytes of a request: code and body, without any link or EPSEM framing."""
-    try:
-        encoder = _ENCODERS[type(req)]
-    except KeyError:
-        raise LocalProtocolError(f"not a PSEM request: {req!r}") from None
-    try:
-        return encoder(req)
-    except (struct.error, OverflowError, ValueError) as exc:
-        raise LocalProtocolError(f"{type(req).__name__}: field out of range ({exc})") from None
+    return encode_by_type(_ENCODERS, req, "request")
 
 
 def request_code(req: Request) -> int:

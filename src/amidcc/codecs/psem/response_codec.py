@@ -19,6 +19,7 @@ from ..errors import LocalProtocolError, RemoteProtocolError
 from .primitives import (
     decode_data_groups,
     decode_universal_id,
+    encode_by_type,
     encode_data_groups,
     encode_universal_id,
 )
@@ -162,14 +163,7 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
 
 def encode_response(resp: Response) -> bytes:
     """The PSEM bytes of a response: code and body, without any link or EPSEM framing."""
-    try:
-        encoder = _ENCODERS[type(resp)]
-    except KeyError:
-        raise LocalProtocolError(f"not a PSEM response: {resp!r}") from None
-    try:
-        return encoder(resp)
-    except (struct.error, OverflowError, ValueError) as exc:
-        raise LocalProtocolError(f"{type(resp).__name__}: field out of range ({exc})") from None
+    return encode_by_type(_ENCODERS, resp, "response")
 
 
 # --------------------------------------------------------------------------- decoding
