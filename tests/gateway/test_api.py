@@ -15,8 +15,6 @@ import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import LogPublisher
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET
@@ -30,14 +28,13 @@ from amidcc.codecs.errors import RemoteProtocolError
 from amidcc.codecs.psem import NokResponse
 from amidcc.events import Component, EventClass, EventSource, FailureType, MeterEvent
 from amidcc.gateway.api import ROUTES, ApiResource, jsonable
-from amidcc.gateway.config import parse_config
 from amidcc.gateway.eventlog import EventLog
 from amidcc.gateway.links.base import LinkDown, LinkKind, RequestTimeout, Throttled
 from amidcc.gateway.meters import MeterError, MeterRefused, TableRead
-from amidcc.gateway.metrics import GatewayMetrics
 from amidcc.gateway.registry import MeterRecord, MeterRegistry
-from amidcc.gateway.tap import GatewayService
 from amidcc.gateway.web import HealthReport
+
+from .rig import make_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = ROOT / "docs" / "openapi.json"
@@ -581,15 +578,6 @@ def test_openapi_references_resolve() -> None:
 
 
 # -- wiring into the gateway ------------------------------------------------------------------
-
-
-def make_gateway(**sections: dict[str, object]) -> tuple[GatewayService, MemoryReactorClock]:
-    reactor = MemoryReactorClock()
-    service = GatewayService(
-        parse_config(sections), reactor, metrics=GatewayMetrics(process=False),
-        log_publisher=LogPublisher(),
-    )  # fmt: skip
-    return service, reactor
 
 
 def test_gateway_binds_the_api_on_api_listen() -> None:

@@ -5,13 +5,10 @@ gateway (the real zeroconf on loopback is in tests/integration/test_discovery.py
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import LogPublisher
 
 from amidcc.gateway.config import parse_config
 from amidcc.gateway.discovery import (
@@ -25,8 +22,8 @@ from amidcc.gateway.discovery import (
     advertisements_for,
     parse_client_endpoint,
 )
-from amidcc.gateway.metrics import GatewayMetrics
-from amidcc.gateway.tap import GatewayService
+
+from .rig import make_gateway
 
 
 @pytest.mark.parametrize(
@@ -183,15 +180,6 @@ def test_advertisement_name() -> None:
 
 
 # -- wiring into the gateway ------------------------------------------------------------------
-
-
-def make_gateway(**sections: dict[str, Any]) -> tuple[GatewayService, MemoryReactorClock]:
-    reactor = MemoryReactorClock()
-    service = GatewayService(
-        parse_config(sections), reactor, metrics=GatewayMetrics(process=False),
-        log_publisher=LogPublisher(),
-    )  # fmt: skip
-    return service, reactor
 
 
 def test_no_discovery_by_default() -> None:
