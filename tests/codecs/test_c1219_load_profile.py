@@ -47,13 +47,8 @@ from amidcc.codecs.c1219 import (
 from amidcc.codecs.c1219.load_profile import decode_extended_status, encode_extended_status
 from amidcc.codecs.errors import LocalProtocolError, RemoteProtocolError
 
-ORDERS = list(DataOrder)
-TIME_FORMATS = [
-    TimeFormat.BCD,
-    TimeFormat.UINT8,
-    TimeFormat.UINT32_MINUTES,
-    TimeFormat.UINT32_SECONDS,
-]
+from .c1219_cases import ORDERS, TIME_FORMATS
+
 ALL_FLAGS = (
     LpFlag.BLK_END_READ
     | LpFlag.BLK_END_PULSE

@@ -38,13 +38,7 @@ from amidcc.codecs.c1219 import (
 )
 from amidcc.codecs.errors import LocalProtocolError, RemoteProtocolError
 
-ORDERS = list(DataOrder)
-TIME_FORMATS = [
-    TimeFormat.BCD,
-    TimeFormat.UINT8,
-    TimeFormat.UINT32_MINUTES,
-    TimeFormat.UINT32_SECONDS,
-]
+from .c1219_cases import ORDERS, TIME_FORMATS
 
 LOG = ActLog(
     log_flags=LogFlag.EVENT_NUMBER | LogFlag.HIST_DATE_TIME | LogFlag.HIST_SEQ_NBR,

@@ -28,13 +28,7 @@ from amidcc.codecs.c1219 import (
 )
 from amidcc.codecs.errors import LocalProtocolError, RemoteProtocolError
 
-ORDERS = list(DataOrder)
-TIME_FORMATS = [
-    TimeFormat.BCD,
-    TimeFormat.UINT8,
-    TimeFormat.UINT32_MINUTES,
-    TimeFormat.UINT32_SECONDS,
-]
+from .c1219_cases import ORDERS, TIME_FORMATS
 
 REGS = ActRegs(
     reg_func1_flags=RegFunc1Flag.DATE_TIME_FIELD
