@@ -342,8 +342,10 @@ class Composition(Service):
     What it puts in ``gateway.stores``: ``registry`` (MeterRegistry), ``eventlog`` (EventLog),
     ``trouble_sink`` (InProcessSink: trouble events leave the gateway here), ``intake``
     (EventIntake), ``event_reader`` (EventReader), ``meter_client`` (MeterClient over every link),
-    ``scheduler`` (Scheduler), ``c1222`` (the C12.22 listener) and ``modbus`` (ModbusLink, when
-    ``[modbus]`` is enabled). Jobs: ``scheduler`` (every second), ``meter-gauges``,
+    ``scheduler`` (Scheduler), ``c1222`` (the C12.22 listener), ``mqtt`` (the RF-mesh MqttLink, a
+    service under ``links``, when ``[mqtt]`` is enabled; health check ``mqtt``: the broker session)
+    and ``modbus`` (ModbusLink, when ``[modbus]`` is enabled). Jobs: ``scheduler`` (every second),
+    ``meter-gauges`` (registered / reachable per link, every link including MQTT and Modbus),
     ``registry-flush``, ``trouble-report`` (FR16 periodic report) and ``eventlog-prune`` (NFR5).
     """
 
@@ -379,6 +381,8 @@ class Composition(Service):
             self.gateway.reactor,
             self.gateway.metrics,
         )
+        if config.mqtt.enabled:
+            _mqtt_broker(config)  # a URL the client refuses fails now, before anything opens
         config.gateway.state_dir.mkdir(parents=True, exist_ok=True)
         registry = MeterRegistry(config.resolve(REGISTRY_DB))
         eventlog = EventLog(
@@ -397,6 +401,9 @@ class Composition(Service):
         listener.setName("c1222")
         listener.setServiceParent(gw.links)
         links: list[Any] = [listener.tcp] + ([listener.udp] if listener.udp is not None else [])
+        mqtt = self._mqtt(registry, hooks)
+        if mqtt is not None:
+            links.append(mqtt)
         modbus = self._modbus(registry)
         if modbus is not None:
             links.append(modbus)
@@ -416,6 +423,32 @@ class Composition(Service):
             event_reader=reader, meter_client=client, scheduler=scheduler, c1222=listener,
         )  # fmt: skip
         self._jobs(registry, eventlog, reader, scheduler, links)
+
+    def _mqtt(self, registry: Any, hooks: dict[str, Any]) -> Any:
+        """The RF-mesh link over MQTT and its broker health check, when ``[mqtt]`` is enabled."""
+        config = self.gateway.config
+        if not config.mqtt.enabled:
+            return None
+        from amidcc.gateway.links.mqtt import build_mqtt
+
+        broker = _mqtt_broker(config)
+        link = build_mqtt(
+            config, self.gateway.reactor, registry=registry, metrics=self.gateway.metrics,
+            on_alarm=lambda a, services, now: hooks["reader"].on_alarm(a, services, now),
+            on_register=lambda event: hooks["scheduler"].on_register(event),
+        )  # fmt: skip
+        link.setName("mqtt")
+        link.setServiceParent(self.gateway.links)
+        where = f"{broker.host}:{broker.port}"  # never the URL: it may hold a password
+
+        def session() -> str:
+            if link.connected:
+                return "ok"
+            return f"MQTT broker {where} not connected ({link.client.state.name.lower()})"
+
+        self.gateway.add_health_check("mqtt", session)
+        self.gateway.stores["mqtt"] = link
+        return link
 
     def _modbus(self, registry: Any) -> Any:
         """The Modbus link and its enrolment job, when ``[modbus]`` is enabled."""
@@ -448,6 +481,17 @@ class Composition(Service):
         gw.add_periodic("registry-flush", 10.0, registry.flush)
         gw.add_periodic("trouble-report", IMMEDIATE_REPORT_SECONDS, reader.report_pending)
         gw.add_periodic("eventlog-prune", 3600.0, lambda: eventlog.prune(gw.reactor.seconds()))
+
+
+def _mqtt_broker(config: Config) -> Any:
+    """``[mqtt] url`` parsed as the MQTT client will (``mqtts://`` passes the config check but the
+    client has no TLS yet); a ConfigError naming the key, without the URL (it may hold a password)."""
+    from amidcc.net.mqtt_config import parse_mqtt_url
+
+    try:
+        return parse_mqtt_url(config.mqtt.url)
+    except ValueError as err:
+        raise ConfigError("mqtt.url", str(err).replace(config.mqtt.url, "<url>")) from None
 
 
 def meter_gauges(
