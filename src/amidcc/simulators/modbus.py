@@ -29,6 +29,7 @@ from typing import Any
 
 from amidcc.codecs import modbus_map as mm
 from amidcc.codecs.c1219 import ProcedureInitiate, RemoteResetAction
+from amidcc.codecs.c1219.fields import encode_table_idb
 from amidcc.codecs.codes import ResponseCode
 from amidcc.codecs.errors import RemoteProtocolError
 from amidcc.codecs.psem import Security, encode_request
@@ -205,7 +206,7 @@ class ModbusMeterPort:
     def _run_coil(self, meter: SimMeter, coil: mm.Coil, now: float) -> None:
         proc = COIL_PROCEDURES[coil]
         run_procedure(meter, proc, now, user_id=self.coil_user_id)
-        word = proc.number | (0x0800 if proc.mfg else 0) | (proc.selector << 12)
+        word = encode_table_idb(proc.number, proc.mfg, proc.selector)
         meter.log(now, StdEvent.PROCEDURE_INVOKED, word, self.coil_user_id)
 
     def _execute(self, meter: SimMeter, w: _Window, now: float) -> mm.WindowResponse:
