@@ -46,7 +46,7 @@ from amidcc.codecs.c1219.procedures import (
     ProcedureResponse,
     ProcedureResult,
 )
-from amidcc.codecs.c1219.registry import UnknownTableError, table_model
+from amidcc.codecs.c1219.registry import MFG_FLAG, UnknownTableError, table_model
 from amidcc.codecs.codes import ResponseCode
 from amidcc.codecs.errors import RemoteProtocolError
 from amidcc.codecs.psem import (
@@ -88,7 +88,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 #: Table-id bit of a manufacturer table.
-MFG_TABLE = 0x0800
+MFG_TABLE = MFG_FLAG
 #: Response codes worth asking again for.
 RETRY_CODES = frozenset({ResponseCode.BSY, ResponseCode.DNR})
 _DIMENSIONS = (0, 21, 61, 62, 71)
