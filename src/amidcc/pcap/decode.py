@@ -19,7 +19,7 @@ Security, with the keys the user supplied (protocol-facts.md 3.5):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from amidcc.codecs import psem
 from amidcc.codecs.ber import DEFAULT_BASE_OID
@@ -68,19 +68,36 @@ def _decode(
     return message, status, None
 
 
+#: Request services already decoded, by their bytes: a head-end sends the same few requests to
+#: every meter (a ServiceRecord is immutable, so sharing one is safe). Cleared when full.
+_REQUESTS: dict[bytes, ServiceRecord] = {}
+_REQUESTS_SIZE = 4096
+_REQUEST_CACHE_MAX_LENGTH = 64  # writes carry data and seldom repeat: not worth keeping
+
+
 def _request_record(raw: bytes) -> ServiceRecord:
+    record = _REQUESTS.get(raw)
+    if record is not None:
+        return record
     try:
-        return ServiceRecord(
-            raw=raw, is_request=True, decoded=psem.decode_request(raw, verify_checksum=False)
-        )
+        decoded = psem.decode_request(raw, verify_checksum=False)
     except CodecError as exc:
-        return ServiceRecord(raw=raw, is_request=True, error=str(exc))
+        record = ServiceRecord(raw=raw, is_request=True, error=str(exc))
+    else:
+        record = ServiceRecord(raw=raw, is_request=True, decoded=decoded)
+    if len(raw) <= _REQUEST_CACHE_MAX_LENGTH:
+        if len(_REQUESTS) >= _REQUESTS_SIZE:
+            _REQUESTS.clear()
+        _REQUESTS[raw] = record
+    return record
 
 
 def _kind(services: tuple[ServiceRecord, ...]) -> MessageKind:
-    requests = sum(s.is_request for s in services)
     if not services:
         return MessageKind.UNKNOWN
+    requests = 0
+    for service in services:
+        requests += service.is_request
     if requests == len(services):
         return MessageKind.REQUEST
     return MessageKind.RESPONSE if requests == 0 else MessageKind.MIXED
@@ -114,12 +131,16 @@ def _read(service: ServiceRecord, req: ServiceRecord | None) -> ServiceRecord:
     if service.is_request:
         return service
     request = req.decoded if req is not None and isinstance(req.decoded, psem.Request) else None
-    context = replace(service, request=request, request_code=None if req is None else req.code)
+    code = None if req is None else req.code
+    decoded, error = service.decoded, service.error
     try:
         decoded = psem.decode_response(service.raw, request, verify_checksum=False)
     except CodecError as exc:
-        return replace(context, error=str(exc))
-    return replace(context, decoded=decoded)
+        error = str(exc)
+    return ServiceRecord(
+        raw=service.raw, is_request=False, decoded=decoded, request=request, request_code=code,
+        error=error,
+    )  # fmt: skip
 
 
 def decode_responses(

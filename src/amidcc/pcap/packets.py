@@ -3,7 +3,9 @@
 :func:`parse_frame` turns one captured frame into a :class:`Segment` (TCP or UDP, IPv4 or IPv6),
 or None for anything else (ARP, ICMP, non-first IP fragments...). A frame cut short inside a
 header raises :class:`TruncatedFrame`. Addresses stay packed bytes on the hot path;
-:func:`format_address` makes text of them when a report needs it.
+:func:`format_address` makes text of them when a report needs it. :func:`frame_fields` returns the
+same content as a plain tuple, and reads the usual Ethernet/IPv4/TCP frame with one ``unpack``
+(the capture analyser's hot path).
 
 Link types (the pcap ``LINKTYPE_*`` numbers): 0 and 108 (BSD loopback), 1 (Ethernet, with 802.1Q
 tags), 12/14/101 (raw IP), 113 (Linux cooked), 228 (IPv4), 229 (IPv6), 276 (Linux cooked v2).
@@ -22,8 +24,10 @@ __all__ = [
     "TCP_RST",
     "TCP_SYN",
     "Segment",
+    "SegmentFields",
     "TruncatedFrame",
     "format_address",
+    "frame_fields",
     "parse_frame",
 ]
 
@@ -33,6 +37,9 @@ _H = struct.Struct("!H")
 _IPV4_HEAD = struct.Struct("!BxHxxHxB")
 _TCP_HEAD = struct.Struct("!HHIIBB")
 _UDP_HEAD = struct.Struct("!HHH")
+# Ethernet (ethertype at 12), IPv4 without options (version/IHL, total length, fragment, protocol,
+# addresses), TCP (ports, seq, ack, data offset, flags): the usual frame in one unpack.
+_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxB2x4s4sHHIIBB")
 _VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100))
 _IPV6_EXTENSIONS = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
 
@@ -63,6 +70,10 @@ class Segment:
     """TCP acknowledgement number (0 for UDP)."""
     flags: int = 0
     """TCP flags byte (FIN 01, SYN 02, RST 04, PSH 08, ACK 10); 0 for UDP."""
+
+
+#: A segment as a tuple: proto, src, dst, sport, dport, payload, seq, ack, flags (as in Segment).
+SegmentFields = tuple[str, bytes, bytes, int, int, bytes, int, int, int]
 
 
 def format_address(packed: bytes) -> str:
@@ -187,3 +198,24 @@ def parse_frame(linktype: int, frame: bytes) -> Segment | None:
     """The TCP or UDP segment in ``frame``; None when it carries neither (or an unknown link)."""
     parser = LINKTYPES.get(linktype)
     return None if parser is None else parser(frame)
+
+
+def frame_fields(linktype: int, frame: bytes) -> SegmentFields | None:
+    """:func:`parse_frame` as a tuple (see :data:`SegmentFields`), with the same None and errors."""
+    if linktype == 1 and len(frame) >= 54:
+        ethertype, version_ihl, total, fragment, proto, src, dst, sport, dport, seq, ack, offset, flags = (
+            _ETH_IPV4_TCP.unpack_from(frame)
+        )  # fmt: skip
+        if ethertype == 0x0800 and version_ihl == 0x45 and not fragment & 0x3FFF and proto == 6:
+            size = len(frame) - 14  # the IP packet: total length unless the frame is shorter
+            end = total if 20 <= total <= size else size
+            header = (offset >> 4) * 4
+            if 20 <= header <= end - 20:
+                return ("tcp", src, dst, sport, dport, frame[34 + header : 14 + end], seq, ack, flags)
+    segment = parse_frame(linktype, frame)  # everything else, and every error, the general way
+    if segment is None:
+        return None
+    return (
+        segment.proto, segment.src, segment.dst, segment.sport, segment.dport, segment.payload,
+        segment.seq, segment.ack, segment.flags,
+    )  # fmt: skip

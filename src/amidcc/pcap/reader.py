@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_FRAME", "RawFrame", "read_frames"]
+__all__ = ["MAX_FRAME", "RawFrame", "read_frame_tuples", "read_frames"]
 
 #: Largest frame read whole (pcap's usual snaplen bound).
 MAX_FRAME = 262144
@@ -49,8 +49,14 @@ def read_frames(path: str | Path) -> Iterator[RawFrame]:
 
     Raises OSError for an unreadable file and ValueError for one that is not a capture.
     """
+    for ts, linktype, data in read_frame_tuples(path):
+        yield RawFrame(ts=ts, linktype=linktype, data=data)
+
+
+def read_frame_tuples(path: str | Path) -> Iterator[tuple[float, int, bytes]]:
+    """:func:`read_frames` as ``(ts, linktype, data)`` tuples (the analyser's hot path)."""
     from scapy.error import Scapy_Exception
-    from scapy.utils import RawPcapReader
+    from scapy.utils import RawPcapNgReader, RawPcapReader
 
     try:
         reader = RawPcapReader(str(path))
@@ -58,14 +64,19 @@ def read_frames(path: str | Path) -> Iterator[RawFrame]:
         raise ValueError(f"{path}: {exc}") from None
     try:
         default_linktype = getattr(reader, "linktype", 1)
+        pcapng = isinstance(reader, RawPcapNgReader)  # per-interface link types and resolutions
+        divisor = 1e9 if getattr(reader, "nano", False) else 1e6
+        read_packet = reader._read_packet
         while True:
             try:
-                data, meta = reader._read_packet(size=MAX_FRAME)
+                data, meta = read_packet(size=MAX_FRAME)
             except EOFError:
                 return
             if data is None:  # pcapng blocks that carry no packet
                 continue
-            linktype = getattr(meta, "linktype", default_linktype)
-            yield RawFrame(ts=_timestamp(reader, meta), linktype=linktype, data=data)
+            if pcapng:
+                yield _timestamp(reader, meta), getattr(meta, "linktype", default_linktype), data
+            else:
+                yield float(meta.sec + meta.usec / divisor), default_linktype, data
     finally:
         reader.close()

@@ -85,6 +85,16 @@ class StreamReassembler:
             self._skip_gap(out)
         return out
 
+    def receive_in_order(self, seq: int, payload: bytes) -> bool:
+        """The usual case, without events: a segment (no SYN, some payload) that starts exactly
+        where the stream is while nothing is held. Returns True when it was taken, its payload
+        being the next stream bytes (as :meth:`receive` would have delivered it); False, with
+        nothing done, for any other segment (give it to :meth:`receive`)."""
+        if self._pending or self._next is None or seq != self._next & _MASK or not payload:
+            return False
+        self._next += len(payload)
+        return True
+
     def _accept(self, start: int, payload: bytes, out: list[StreamEvent]) -> None:
         assert self._next is not None
         end = start + len(payload)
