@@ -21,6 +21,7 @@ Decoding policy (decided here, see the module tests):
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,11 @@ class ApTitle:
             encode_oid(self.arcs)  # raises LocalProtocolError on an impossible absolute OID
 
     def __str__(self) -> str:
+        return self._text
+
+    @functools.cached_property
+    def _text(self) -> str:
+        # Computed once: a title is printed for every message of a capture, log or metric label.
         return format_oid(self.arcs, relative=self.relative)
 
     @classmethod
