@@ -14,11 +14,15 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
+from amidcc.codecs.c1219 import ST6, UtilityInfo, id_text
 from amidcc.codecs.c1219.context import DEFAULT_CONTEXT
 from amidcc.codecs.c1219.timefmt import decode_time, time_size
+from amidcc.codecs.codes import ResponseCode
+from amidcc.codecs.psem import NokResponse
 from amidcc.gateway.config import ScheduleSection
 from amidcc.gateway.links.base import LinkKind, MeterAddress, RequestTimeout
-from amidcc.gateway.registry import MeterRecord, MeterRegistry
+from amidcc.gateway.meters import MeterRefused
+from amidcc.gateway.registry import MeterRecord, MeterRegistry, MeterState
 from amidcc.gateway.scheduler import (
     Agenda,
     Scheduler,
@@ -26,6 +30,7 @@ from amidcc.gateway.scheduler import (
     Task,
     clock_drift,
     default_programs,
+    installed_at,
     needs_time_sync,
     phase,
     set_time_params,
@@ -118,10 +123,28 @@ def test_success_window() -> None:
 
 
 def test_default_programs_fit_the_simulators_tables() -> None:
+    from amidcc.simulators import MeterConfig
+    from amidcc.simulators.tables import program_sizes
+
     record = MeterRecord(meter_id="m1", ap_title=".2.7.1", link=LinkKind.C1222_TCP,
-                         account="AC1", premise="PR9")  # fmt: skip
-    sizes = {p.table: len(p.data) for p in default_programs(record)}
-    assert sizes == {5: 20, 6: 120, 53: 10, 54: 64}  # docs/simulators.md, programmable tables
+                         account="AC1", premise="PR9", serial="SN1")  # fmt: skip
+    programs = {p.table: p.data for p in default_programs(record)}
+    sizes = {table: len(data) for table, data in programs.items()}
+    assert sizes == {5: 20, 6: 230, 53: 10, 54: 64}  # docs/simulators.md, programmable tables
+    assert sizes == program_sizes(MeterConfig())
+    st6 = ST6.parse(programs[6])
+    assert installed_at(st6) == ("PR9", "AC1")
+    assert id_text(st6.device_id) == "m1" and id_text(st6.util_ser_nbr) == "SN1"
+
+
+def test_installed_at_reads_service_point_and_customer() -> None:
+    assert installed_at(None) == (None, None)
+    assert installed_at(UtilityInfo()) == (None, None)
+    assert installed_at(ST6.parse(bytes(230))) == (None, None)  # erased: NULs
+    assert installed_at(ST6.parse(b"\xff" * 230)) == (None, None)  # erased: FFs
+    padded = UtilityInfo(service_point_id="PR9".ljust(20), customer_id="AC1".ljust(20, "\0"))
+    assert installed_at(padded) == ("PR9", "AC1")
+    assert installed_at(UtilityInfo(service_point_id="PR9")) == ("PR9", None)
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -146,6 +169,9 @@ class FakeClient:
     calls: list[tuple[str, str, int]] = field(default_factory=list)
     hold: list[Deferred[Any]] = field(default_factory=list)
     holding: bool = False
+    st6: dict[str, UtilityInfo] = field(default_factory=dict)
+    no_st6: set[str] = field(default_factory=set)
+    written: dict[tuple[str, int], bytes] = field(default_factory=dict)
 
     def read_table(self, meter_id: str, table: int, **_: Any) -> Deferred[Any]:
         self.calls.append(("read", meter_id, table))
@@ -155,6 +181,10 @@ class FakeClient:
             return d
         if meter_id in self.failing:
             return fail(RequestTimeout("no answer"))
+        if table == 6 and meter_id in self.no_st6:
+            return fail(MeterRefused(meter_id, "read", NokResponse(code=ResponseCode.IAR)))
+        if table == 6:
+            return succeed(Read(self.st6.get(meter_id)))
         if table == 52:
             from datetime import timedelta
 
@@ -164,6 +194,7 @@ class FakeClient:
 
     def write_table(self, meter_id: str, table: int, data: bytes, **_: Any) -> Deferred[None]:
         self.calls.append(("write", meter_id, table))
+        self.written[(meter_id, table)] = data
         return succeed(None)
 
     def run_procedure(
@@ -287,3 +318,86 @@ def test_exchange_syncs_the_clock_and_writes_the_programs(tmp_path: Path) -> Non
     assert "m1" not in sched.agenda and sched.counts.exchanges == 1
     assert sched.counts.programs_written == 4
     assert not any(c[0] == "proc" and c[2] == 11 for c in client.calls)  # self-test switched off
+
+
+def registered(meter_id: str, reg: Any, now: float = T0) -> Any:
+    """The C12.22 link's MeterRegistered, as the scheduler reads it."""
+    n = meter_id.lstrip("m")
+    address = MeterAddress(meter_id=meter_id, ap_title=f".2.7.{n}", link=LinkKind.C1222_TCP)
+    return type("E", (), {"address": address, "registration": reg, "relay": False, "time": now})()
+
+
+def st6(premise: str = "", account: str = "") -> UtilityInfo:
+    return UtilityInfo(service_point_id=premise.ljust(20), customer_id=account.ljust(20))
+
+
+def test_st6_fills_premise_and_account_of_a_new_meter(tmp_path: Path) -> None:
+    sched, client, registry, clock = make(tmp_path, self_test_on_register=False)
+    reg = registry.register(record(1), now=T0)  # a C12.22 Register: no premise, no account
+    client.st6["m1"] = st6("PR9", "AC7")
+    sched.on_register(registered("m1", reg))
+    r = registry.get("m1")
+    assert r is not None and (r.premise, r.account) == ("PR9", "AC7")
+    assert [m.meter_id for m in registry.at_premise("PR9")] == ["m1"]
+    assert sched.counts.located == 1 and sched.counts.exchanges == 0
+    assert not any(c[0] in ("write", "proc") for c in client.calls)  # nobody replaced: no programs
+    # it registers again (its registration period): same ST6, the registry is left alone
+    clock.advance(600)
+    sched.on_register(registered("m1", registry.register(r, now=clock.seconds()), clock.seconds()))
+    assert [c for c in client.calls if c[2] == 6] == [("read", "m1", 6)] * 2
+    assert sched.counts.located == 1
+    # the customer moved out and another moved in: the account follows ST6
+    client.st6["m1"] = st6("PR9", "AC8")
+    sched.on_register(registered("m1", None, clock.seconds()))
+    r = registry.get("m1")
+    assert r is not None and (r.premise, r.account) == ("PR9", "AC8") and sched.counts.located == 2
+
+
+def test_st6_naming_a_known_premise_is_an_exchange(tmp_path: Path) -> None:
+    """S1 steps 9 and 9.1: meter B registers, its ST6 names meter A's premise."""
+    sched, client, registry, clock = make(tmp_path, self_test_on_register=False)
+    registry.register(record(1, premise="PR9"), now=T0)
+    sched.step()
+    assert "m1" in sched.agenda
+    clock.advance(3600)
+    reg = registry.register(record(2), now=clock.seconds())
+    assert reg.replaced is None  # the Register alone cannot tell
+    client.st6["m2"] = st6("PR9", "AC1")
+    client.calls.clear()
+    sched.on_register(registered("m2", reg, clock.seconds()))
+    old, new = registry.get("m1"), registry.get("m2")
+    assert old is not None and new is not None
+    assert old.state is MeterState.REMOVED and old.replaced_by == "m2"
+    assert new.state is MeterState.REGISTERED and new.premise == "PR9"
+    assert new.installed == clock.seconds()
+    assert [m.meter_id for m in registry.at_premise("PR9")] == ["m2"]
+    kinds = [(k, n) for k, m, n in client.calls if m == "m2"]
+    assert kinds[0] == ("read", 6) and ("proc", 10) in kinds  # ST6, then SP10 ...
+    assert [n for k, n in kinds if k == "write"] == [5, 6, 53, 54]  # ... then the programs
+    assert kinds.index(("proc", 10)) < kinds.index(("write", 5))
+    assert installed_at(ST6.parse(client.written[("m2", 6)])) == ("PR9", "AC1")
+    assert "m1" not in sched.agenda and "m2" in sched.agenda
+    assert sched.counts.exchanges == 1 and sched.counts.programs_written == 4
+    assert sched.counts.failures == 0
+
+
+def test_a_blank_st6_stays_a_plain_registration(tmp_path: Path) -> None:
+    sched, client, registry, clock = make(tmp_path, self_test_on_register=False)
+    registry.register(record(1, premise="PR9"), now=T0)
+    reg = registry.register(record(2), now=T0 + 5)
+    client.st6["m2"] = UtilityInfo()  # never programmed
+    sched.on_register(registered("m2", reg, T0 + 5))
+    client.no_st6.add("m3")  # a meter without ST6 at all
+    sched.on_register(registered("m3", registry.register(record(3), now=T0 + 6), T0 + 6))
+    assert registry.get("m1").state is MeterState.REGISTERED  # type: ignore[union-attr]
+    assert [registry.get(m).premise for m in ("m2", "m3")] == [None, None]  # type: ignore[union-attr]
+    assert sched.counts.located == 0 and sched.counts.exchanges == 0 and sched.counts.failures == 0
+    assert not any(c[0] == "write" for c in client.calls)
+
+
+def test_locate_can_be_switched_off(tmp_path: Path) -> None:
+    sched, client, registry, clock = make(tmp_path, self_test_on_register=False)
+    sched.locate_on_register = False
+    client.st6["m1"] = st6("PR9")
+    sched.on_register(registered("m1", registry.register(record(1), now=T0)))
+    assert client.calls == [] and registry.get("m1").premise is None  # type: ignore[union-attr]

@@ -238,7 +238,7 @@ def test_reprogramming_clears_checksum_fault() -> None:
     m.inject(FaultKind.CHECKSUM, NOW)
     m.tick(NOW + DAY + 60)
     assert m.fault_active(FaultKind.CHECKSUM, NOW + DAY + 61)
-    c.one(FullWrite(table_id=6, data=b"P" * 120), NOW + DAY + 70)
+    c.one(FullWrite(table_id=6, data=b"P" * 230), NOW + DAY + 70)  # ST6 is 230 bytes
     assert not m.fault_active(FaultKind.CHECKSUM, NOW + DAY + 71)
     assert StdEvent.END_DEVICE_PROGRAMMED in [r.code for r in m.event_records(NOW + DAY + 71)]
 

@@ -1,6 +1,7 @@
 """The head-end's periodic work on meters: register reads, metrology checks, clock checks with
-time sync, event-log reads, and what a registration sets off (self-test; after a premise exchange,
-clock sync and the account's programs: scenario 1, steps 9 and 9.1).
+time sync, event-log reads, and what a registration sets off (self-test; where the meter is
+installed, read from ST6; after a premise exchange, clock sync and the account's programs:
+scenario 1, steps 9 and 9.1).
 
 Theory of operation. The decisions are pure and take time as input: :func:`phase` spreads each
 meter's first run of each task over ``read_spread`` (a hash of meter id and task, so a restart
@@ -15,6 +16,13 @@ simulator accepts (docs/simulators.md, "Programmable tables").
 is due through the :class:`~amidcc.gateway.meters.MeterClient` (which throttles per link and per
 collector); it also caps its own outstanding work so the queue in front of the throttle stays
 bounded. :meth:`Scheduler.on_register` is the C12.22 link's ``on_register`` hook.
+
+A C12.22 Register names the meter but not its premise or account, so on registration the
+scheduler reads ST6 UTILITY_INFO_TBL (:meth:`Scheduler.locate`): SERVICE_POINT_ID is the premise,
+CUSTOMER_ID the account (:func:`installed_at`). When they differ from the registry's record they
+are written there through :meth:`MeterRegistry.register`, which detects the exchange: another
+active meter at that premise is REMOVED, ``replaced_by`` this one. The new meter then gets SP10
+and the account's programs (:meth:`Scheduler.install`). A blank ST6 leaves a plain registration.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import heapq
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -32,7 +40,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from amidcc.codecs.c1219 import TableContext
+from amidcc.codecs.c1219 import DEFAULT_CONTEXT, ST6, TableContext, UtilityInfo, id_text
 from amidcc.codecs.c1219.procedures import ProcedureNumber, ProcedureResult
 from amidcc.codecs.c1219.timefmt import (
     DayOfWeek,
@@ -42,8 +50,9 @@ from amidcc.codecs.c1219.timefmt import (
 )
 
 from .config import ScheduleSection
+from .meters import MeterRefused
 from .metrics import GatewayMetrics
-from .registry import MeterRecord, MeterRegistry, MeterState
+from .registry import MeterRecord, MeterRegistry, MeterState, Registration
 
 __all__ = [
     "Agenda",
@@ -53,6 +62,7 @@ __all__ = [
     "Task",
     "clock_drift",
     "default_programs",
+    "installed_at",
     "needs_time_sync",
     "phase",
     "set_time_params",
@@ -66,6 +76,9 @@ _EPOCH = datetime(1970, 1, 1)
 METROLOGY_PROCEDURE = 0
 #: SP10 set-mask: "set the date and time" [L] (protocol-facts.md 4.6; the simulator wants non-zero).
 SET_TIME_MASK = 0x01
+#: ST6 PROGRAMMER_NAME and EX1_SW_VENDOR of the programs the head-end writes.
+PROGRAMMER_NAME = "AMIDCC-HE"
+SW_VENDOR = "AMDC"
 
 
 class Task(enum.StrEnum):
@@ -229,15 +242,37 @@ def _padded(text: str, size: int) -> bytes:
     return text.encode("ascii", "replace")[:size].ljust(size, b" ")
 
 
-def default_programs(record: MeterRecord) -> tuple[Program, ...]:
+def installed_at(info: UtilityInfo | None) -> tuple[str | None, str | None]:
+    """(premise, account) that ST6 names: SERVICE_POINT_ID and CUSTOMER_ID without padding; None
+    for a field never programmed (or no ST6 at all)."""
+    if info is None:
+        return None, None
+    return id_text(info.service_point_id) or None, id_text(info.customer_id) or None
+
+
+def utility_info_for(record: MeterRecord) -> UtilityInfo:
+    """The ST6 the head-end programs: the record's premise, account and ids, and who wrote it."""
+    return UtilityInfo(
+        service_point_id=(record.premise or "")[:20],
+        device_id=record.meter_id[:20],
+        util_ser_nbr=(record.serial or record.meter_id)[:20],
+        customer_id=(record.account or "")[:20],
+        ex1_sw_vendor=SW_VENDOR,
+        programmer_name=PROGRAMMER_NAME,
+    )
+
+
+def default_programs(
+    record: MeterRecord, ctx: TableContext = DEFAULT_CONTEXT
+) -> tuple[Program, ...]:
     """The account's programs, settings and schedules for a meter at its premise (S1 step 9.1):
-    ST5 device id (the premise), ST6 utility information (account and premise), ST53 time
-    offsets, ST54 calendar. Sizes are what the simulator accepts (docs/simulators.md); the
-    contents are placeholders until the MMS supplies the account's own."""
-    account, premise = record.account or "", record.premise or ""
+    ST5 device id (the premise), ST6 utility information (premise, account, ids; encoded for the
+    meter's ``ctx``), ST53 time offsets, ST54 calendar. Sizes are what the simulator accepts
+    (docs/simulators.md); ST53 and ST54 are placeholders until the MMS supplies the account's
+    own."""
     return (
-        Program(table=5, data=_padded(premise or record.meter_id, 20)),
-        Program(table=6, data=_padded(f"ACCOUNT={account};PREMISE={premise}", 120)),
+        Program(table=5, data=_padded(record.premise or record.meter_id, 20)),
+        Program(table=6, data=ST6.build(utility_info_for(record), ctx)),
         Program(table=53, data=bytes(10)),
         Program(table=54, data=bytes(64)),
     )
@@ -302,6 +337,7 @@ class Counts:
     clock_checks: int = 0
     time_syncs: int = 0
     event_logs: int = 0
+    located: int = 0
     exchanges: int = 0
     programs_written: int = 0
     failures: int = 0
@@ -313,6 +349,9 @@ class Scheduler:
     :param max_outstanding: scheduled operations in progress at once; what is due beyond that
         waits for the next step (the client's throttle bounds the network, this bounds the queue).
     :param window: the read success ratio's window in seconds.
+    :param programs: the tables to write to a meter installed in place of another, for its record
+        and its table context.
+    :param locate_on_register: read ST6 on every registration to learn the premise and account.
     """
 
     def __init__(
@@ -324,10 +363,11 @@ class Scheduler:
         schedule: ScheduleSection,
         reader: LogReader | None = None,
         metrics: GatewayMetrics | None = None,
-        programs: Callable[[MeterRecord], Sequence[Program]] = default_programs,
+        programs: Callable[[MeterRecord, TableContext], Sequence[Program]] = default_programs,
         max_outstanding: int = 512,
         window: float = 3600.0,
         event_log_interval: float | None = None,
+        locate_on_register: bool = True,
     ) -> None:
         self.client = client
         self.registry = registry
@@ -336,6 +376,7 @@ class Scheduler:
         self.reader = reader
         self.metrics = metrics
         self.programs = programs
+        self.locate_on_register = locate_on_register
         self.max_outstanding = max_outstanding
         intervals = {
             Task.READ: schedule.read_interval,
@@ -479,8 +520,8 @@ class Scheduler:
     # -- registration ------------------------------------------------------------------------------
 
     def on_register(self, event: Any) -> None:
-        """The C12.22 link's hook: schedule the meter; self-test; after an exchange (or a new
-        install at a known premise) sync its clock and write the account's programs."""
+        """The C12.22 link's hook: schedule the meter; self-test; learn where it is installed
+        (ST6); after an exchange, sync its clock and write the account's programs."""
         if getattr(event, "relay", False):
             return None
         meter_id = event.address.meter_id
@@ -488,9 +529,43 @@ class Scheduler:
         registration = event.registration
         if registration is not None and registration.replaced is not None:
             self._track(self.install(meter_id, registration.replaced), f"install of {meter_id}")
+        elif self.locate_on_register:
+            self._track(self.locate(meter_id), f"ST6 of {meter_id}")
         if self.schedule.self_test_on_register:
             self._track(self.self_test(meter_id), f"self-test of {meter_id}")
         return None
+
+    def locate(self, meter_id: str) -> Deferred[Registration | None]:
+        """Read ST6; put its premise and account in the registry when they are new or changed
+        (S1 step 9). When that shows an exchange, run :meth:`install`. Fires with the registry's
+        outcome, or None when the registry was left as it was (blank ST6, nothing new)."""
+        return Deferred.fromCoroutine(self._locate(meter_id))
+
+    async def _locate(self, meter_id: str) -> Registration | None:
+        try:
+            read = await self.client.read_table(meter_id, 6)
+        except MeterRefused as exc:  # a meter without ST6 (or that will not show it)
+            log.info("meter {meter}: no ST6 ({code})", meter=meter_id, code=exc.code.name)
+            return None
+        value = read.value if isinstance(read.value, UtilityInfo) else None
+        premise, account = installed_at(value)
+        record = self.registry.get(meter_id)
+        if record is None or record.state is MeterState.REMOVED or premise is None:
+            return None  # unknown, taken out meanwhile, or ST6 never programmed
+        account = account or record.account
+        if (premise, account) == (record.premise, record.account):
+            return None
+        now = self.clock.seconds()
+        located = replace(record, premise=premise, account=account)
+        registration = self.registry.register(located, now=now)
+        self.counts.located += 1
+        log.info(
+            "meter {meter}: ST6 says premise {premise}, account {account}",
+            meter=meter_id, premise=premise, account=account,
+        )  # fmt: skip
+        if registration.replaced is not None:
+            await self._install(meter_id, registration.replaced)
+        return registration
 
     def install(self, meter_id: str, replaced: str | None) -> Deferred[None]:
         """S1 steps 9 and 9.1: the registry has recorded the removal of ``replaced`` and the
@@ -501,13 +576,17 @@ class Scheduler:
         self.counts.exchanges += 1
         if replaced is not None:
             self.agenda.remove(replaced)
-        log.info("meter {meter} installed, replacing {old}", meter=meter_id, old=replaced)
+        record = self.registry.get(meter_id)
+        log.info(
+            "meter {meter} installed at premise {premise}, replacing {old}",
+            meter=meter_id, premise=record.premise if record else None, old=replaced,
+        )  # fmt: skip
         self.client.forget(meter_id)
         await self.sync_time(meter_id)
-        record = self.registry.get(meter_id)
         if record is None:
             return
-        for program in self.programs(record):
+        ctx = self.client.table_context(meter_id) or DEFAULT_CONTEXT
+        for program in self.programs(record, ctx):
             await self.client.write_table(meter_id, program.table, program.data)
             self.counts.programs_written += 1
         self.client.forget(meter_id)  # its layout may have changed

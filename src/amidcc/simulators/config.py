@@ -110,8 +110,9 @@ class MeterConfig:
     """Fault records kept per meter (oldest cleared ones dropped first)."""
     max_stored_events: int = 256
     """Events kept in memory per meter beyond the generated ones."""
-    program_sizes: tuple[tuple[int, int], ...] = ((6, 120), (53, 10), (54, 64))
-    """Opaque programmable tables (number, size in bytes) besides ST5; see docs/simulators.md."""
+    program_sizes: tuple[tuple[int, int], ...] = ((53, 10), (54, 64))
+    """Opaque programmable tables (number, size in bytes) besides ST5 and ST6 (modelled, always
+    present); see docs/simulators.md."""
 
     def __post_init__(self) -> None:
         problems = self.problems()

@@ -15,10 +15,11 @@ SP11   execute diagnostics          none -> failing-check bitmap (UINT32, DATA_O
 MP0    metrology check (amidcc)     none -> error per mille (INT16) + status (0 pass, 2 fail)
 ====== ============================ ===================================================================
 
-Anything else: result 6 (unrecognized procedure). Programmable tables: ST5 (20 characters) and the
-opaque ``config.program_sizes`` tables (default ST6 120 bytes, ST53 10, ST54 64): full writes of the
-exact size or offset writes inside it. A full write of an opaque program table re-programs the meter:
-it clears an active checksum or program fault (FR19: resolve remotely by re-programming).
+Anything else: result 6 (unrecognized procedure). Programmable tables: ST5 (20 characters), ST6
+UTILITY_INFO_TBL (230 bytes) and the opaque ``config.program_sizes`` tables (default ST53 10 bytes,
+ST54 64): full writes of the exact size or offset writes inside it. A full write of a program table
+other than ST5 re-programs the meter: it clears an active checksum or program fault (FR19: resolve
+remotely by re-programming).
 """
 
 from __future__ import annotations

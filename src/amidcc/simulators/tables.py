@@ -14,6 +14,8 @@ Table layout choices (documented in docs/simulators.md):
 * ST61-ST64: one set, one block per UTC day (blocks in a circular list addressed by day number), four
   UINT16 channels (Wh delivered, Wh received, average decivolts, average power factor per mille),
   extended interval status, block end readings (register values at the block's end).
+* ST6: UTILITY_INFO_TBL (230 bytes) filled from the identity: service point = premise, customer =
+  account, device id, utility serial; writable like ST5 (the head-end's programs).
 * ST71-ST76: 4-byte event arguments, ``config.event_capacity`` entries in a circular list where
   the entry with sequence number ``s`` sits at element ``s % capacity``.
 """
@@ -34,6 +36,7 @@ from amidcc.codecs.c1219 import (
     ST1,
     ST3,
     ST5,
+    ST6,
     ST8,
     ST21,
     ST22,
@@ -99,6 +102,7 @@ from amidcc.codecs.c1219 import (
     TableContext,
     TimeDateQual,
     TimeFormat,
+    UtilityInfo,
     fit_set_dims,
 )
 from amidcc.codecs.c1219.mfg import (
@@ -121,6 +125,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LP_CHANNELS",
+    "ST6_SIZE",
     "program_sizes",
     "READABLE",
     "context_for",
@@ -131,6 +136,7 @@ __all__ = [
     "read_range",
     "table_bytes",
     "to_datetime",
+    "utility_info",
     "writable",
 ]
 
@@ -158,8 +164,15 @@ def to_datetime(t: float) -> datetime:
     return EPOCH + timedelta(seconds=math.floor(t))
 
 
+#: ST6 UTILITY_INFO_TBL size (the simulator's characters are ISO 646, identifiers not BCD).
+ST6_SIZE = ST6.size(TableContext()) or 0
+#: What the simulated meters hold in ST6 PROGRAMMER_NAME until the head-end writes ST6.
+FACTORY_PROGRAMMER = "AMIDCC-SIM"
+
+
 def program_sizes(config: MeterConfig) -> dict[int, int]:
-    return {5: 20, **dict(config.program_sizes)}
+    """Programmable tables and their sizes: ST5, ST6 (modelled) and the opaque configured ones."""
+    return {5: 20, **dict(config.program_sizes), 6: ST6_SIZE}
 
 
 READABLE = frozenset({0, 1, 3, 5, 8, 21, 22, 23, 52, 61, 62, 63, 64, 71, 72, 73, 74, 75, 76, MT_0, MT_1})
@@ -324,7 +337,23 @@ def program_bytes(meter: SimMeter, number: int) -> bytes:
         return stored
     if number == 5:
         return ST5.build(DeviceIdent(identification=meter.identity.ident.ljust(20)), _ctx(meter))
+    if number == 6:
+        return ST6.build(utility_info(meter), _ctx(meter))
     return b" " * program_sizes(meter.config)[number]
+
+
+def utility_info(meter: SimMeter) -> UtilityInfo:
+    """ST6 as the meter comes to its premise: service point = premise, customer = account (blank
+    when the identity has none), device id = ST5's, utility serial = the serial."""
+    i = meter.identity
+    return UtilityInfo(
+        service_point_id=i.premise[:20],
+        device_id=i.ident[:20],
+        util_ser_nbr=i.serial[:20],
+        customer_id=i.account[:20],
+        ex1_sw_vendor=i.manufacturer[:4],
+        programmer_name=FACTORY_PROGRAMMER,
+    )
 
 
 def _st8(meter: SimMeter) -> bytes:

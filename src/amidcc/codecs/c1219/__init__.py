@@ -20,7 +20,8 @@ Modules: ``formats`` (ST0 format controls), ``numeric`` (INT_FORMAT, BCD, NI_FMA
 (LTIME/STIME/TIME_DATE_QUAL), ``context``, ``fields`` (construct building blocks), ``model``
 (TableModel), ``general`` (ST0-ST5), ``procedures`` (ST7/ST8), ``registers`` (ST21-ST23), ``clock``
 (ST52), ``load_profile`` (ST61-ST67), ``logs`` (ST71-ST76), ``events`` (standard event codes),
-``registry`` (TABLES, decode_table, encode_table), ``mfg`` (manufacturer tables, MT0, MT1).
+``utility_info`` (ST6), ``registry`` (TABLES, decode_table, encode_table), ``mfg`` (manufacturer
+tables, MT0, MT1).
 """
 
 from __future__ import annotations
@@ -133,10 +134,11 @@ from .registry import (
     table_model,
 )
 from .timefmt import DayOfWeek, TimeDateQual
+from .utility_info import ST6, UtilityInfo, id_text
 
 __all__ = [
-    "DEFAULT_CONTEXT", "MT0", "MT1", "ST0", "ST1", "ST3", "ST5", "ST7", "ST8", "ST21", "ST22",
-    "ST23", "ST52", "ST61", "ST62", "ST63", "ST64", "ST65", "ST66", "ST67", "ST71", "ST72", "ST73",
+    "DEFAULT_CONTEXT", "MT0", "MT1", "ST0", "ST1", "ST3", "ST5", "ST6", "ST7", "ST8", "ST21",
+    "ST22", "ST23", "ST52", "ST61", "ST62", "ST63", "ST64", "ST65", "ST66", "ST67", "ST71", "ST72", "ST73",
     "ST74", "ST75", "ST76", "TABLES", "ActLog", "ActLp", "ActRegs", "ChannelStatus", "CharFormat",
     "Clock", "CurrentRegData", "DataAccessMethod", "DataBlock", "DataOrder", "DataSelection",
     "DayOfWeek", "DemandRecord", "DeviceIdent", "EdMode", "EdModeStatus", "EdStdStatus1",
@@ -148,6 +150,6 @@ __all__ = [
     "LpStatus", "NiFormat", "NiValue", "ProcedureInitiate", "ProcedureNumber",
     "ProcedureResponse", "ProcedureResult", "ProcedureSelector", "RegFunc1Flag", "RegFunc2Flag",
     "RemoteResetAction", "StdEvent", "TableContext", "TableModel", "TimeDateQual", "TimeFormat",
-    "UnknownTableError", "decode_table", "encode_table", "fit_set_dims", "register_mfg_table",
-    "split_table_id", "table_id", "table_model",
+    "UnknownTableError", "UtilityInfo", "decode_table", "encode_table", "fit_set_dims", "id_text",
+    "register_mfg_table", "split_table_id", "table_id", "table_model",
 ]  # fmt: skip

@@ -76,6 +76,10 @@ class TableContext:
     """ST71 EXT_LOG_FLAGS + NBR_PROGRAM_TABLES present. None: when ST0 STD_VERSION_NO >= 2."""
     st75_layout: LogCtrlLayout = LogCtrlLayout.SIX_SETS
     """ST75 layout [L]."""
+    st6_utility_div_octets: int = 20
+    """Size of ST6 UTILITY_DIV: 20 (S11 and a firmware header [M]) or 16 (another firmware)."""
+    st6_mfg_octets: int = 0
+    """Manufacturer bytes after ST6 MISC_ID (one firmware adds a firmware-load date)."""
 
     @classmethod
     def from_st0(cls, st0: GenConfig, **switches: Any) -> TableContext:

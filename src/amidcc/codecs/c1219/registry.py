@@ -19,6 +19,7 @@ from .logs import ST71, ST72, ST73, ST74, ST75, ST76
 from .model import TableModel
 from .procedures import ST7, ST8
 from .registers import ST21, ST22, ST23
+from .utility_info import ST6
 
 __all__ = [
     "MFG_FLAG",
@@ -41,7 +42,7 @@ PENDING_FLAG = 0x1000
 TABLES: dict[int, TableModel[Any]] = {
     model.number: model
     for model in (
-        ST0, ST1, ST3, ST5, ST7, ST8, ST21, ST22, ST23, ST52,
+        ST0, ST1, ST3, ST5, ST6, ST7, ST8, ST21, ST22, ST23, ST52,
         ST61, ST62, ST63, ST64, ST65, ST66, ST67,
         ST71, ST72, ST73, ST74, ST75, ST76,
     )
