@@ -15,6 +15,7 @@ from amidcc.gateway.classify import (
     STANDARD_EVENTS,
     Classification,
     Classifier,
+    PowerChange,
     classify_event,
     classify_mfg_status,
     classify_status,
@@ -32,7 +33,7 @@ F = FailureType
 # (code, mfg, class, component, critical, failure type). Standard codes: protocol-facts 4.10 (the
 # termineter / EnergyICT list); mfg codes: amidcc.events.AmidccMfgEvent.
 CASES = [
-    (1, False, V, Component.UNKNOWN, True, F.POWER_OUTAGE),  # primary power down (FR18)
+    (1, False, V, Component.UNKNOWN, False, F.POWER_OUTAGE),  # power down: outage, not trouble
     (2, False, I, Component.UNKNOWN, False, None),  # primary power up
     (20, False, I, Component.METER, False, None),  # demand reset: not a failure
     (37, False, V, Component.METER, True, F.PROGRAM_FAILURE),  # FR5
@@ -54,7 +55,7 @@ CASES = [
     (AmidccMfgEvent.TIME_SYNC_FAILURE, True, B, Component.METER, True, F.TIME_SYNC_FAILURE),
     (AmidccMfgEvent.METROLOGY_FAILED, True, B, Component.METER, True, F.METROLOGY_FAILURE),
     (AmidccMfgEvent.METROLOGY_PASSED, True, I, Component.METER, False, None),  # NFR6
-    (AmidccMfgEvent.LAST_GASP, True, V, Component.UNKNOWN, True, F.POWER_OUTAGE),
+    (AmidccMfgEvent.LAST_GASP, True, V, Component.UNKNOWN, False, F.POWER_OUTAGE),
 ]
 
 
@@ -107,10 +108,53 @@ def test_fr1_critical_failures_are_reported_immediately() -> None:
 
 def test_fr16_safety_and_service_rows_are_critical() -> None:
     for row in [*STANDARD_EVENTS.values(), *AMIDCC_MFG_EVENTS.values()]:
-        if row.event_class.immediate:
+        if row.event_class.immediate and row.power is None:
             assert row.critical, row.name
-        if row.failure_type is None:
+        if row.failure_type is None or row.power is not None:
             assert not row.critical, row.name
+
+
+# Power events: outage management, never meter trouble (FR18). Codes: protocol-facts 4.10 (1, 2),
+# amidcc.events.AmidccMfgEvent (LAST_GASP).
+POWER = [
+    (1, False, PowerChange.DOWN),
+    (2, False, PowerChange.UP),
+    (int(AmidccMfgEvent.LAST_GASP), True, PowerChange.DOWN),
+]
+
+
+@pytest.mark.parametrize(("code", "mfg", "power"), POWER)
+def test_power_events_are_outage_events_not_trouble(
+    code: int, mfg: bool, power: PowerChange
+) -> None:
+    row = classify_event(code, mfg)
+    assert row.power is power and not row.critical
+    assert row.component is Component.UNKNOWN  # an outage points at no meter component
+    assert "FR18" in row.requirements
+
+
+def test_only_the_power_rows_carry_a_power_change() -> None:
+    rows = [*STANDARD_EVENTS.values(), *AMIDCC_MFG_EVENTS.values()]
+    assert {(r.code, r.mfg) for r in rows if r.power is not None} == {
+        (code, mfg) for code, mfg, _ in POWER
+    }
+    assert classify_event(300).power is None  # unknown codes neither
+
+
+def test_the_power_failure_flag_is_latched_not_a_transition() -> None:
+    # ST3 POWER_FAILURE stays set after the power-up (amidcc simulator; protocol-facts 4.4)
+    (flag,) = classify_status(0x0800)
+    assert flag.failure_type is F.POWER_OUTAGE and flag.power is None and not flag.critical
+
+
+def test_a_manufacturer_last_gasp_row_is_a_power_event() -> None:
+    gasp = Classification(
+        code=99, mfg=True, name="vendor_last_gasp", event_class=V, component=Component.UNKNOWN,
+        critical=False, failure_type=F.POWER_OUTAGE, power=PowerChange.DOWN,
+    )  # fmt: skip
+    c = Classifier(manufacturers={"EE  ": {99: gasp}})
+    assert c.classify_event(99, True, manufacturer="EE  ").power is PowerChange.DOWN
+    assert c.classify_event(99, True).power is None
 
 
 def test_each_required_behaviour_is_answered_by_a_documented_row() -> None:
@@ -210,4 +254,4 @@ def test_module_is_pure() -> None:
     imported = {
         node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
     } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
-    assert imported <= {"__future__", "collections.abc", "dataclasses", "amidcc.events"}
+    assert imported <= {"__future__", "collections.abc", "dataclasses", "enum", "amidcc.events"}

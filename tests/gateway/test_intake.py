@@ -37,10 +37,12 @@ from amidcc.events import (
     InProcessSink,
     TroubleEvent,
 )
+from amidcc.gateway.config import ConfigError, parse_config
 from amidcc.gateway.eventlog import EventLog
 from amidcc.gateway.intake import (
     EventIntake,
     EventReader,
+    OutageView,
     SuppressionWindow,
     WindowSuppression,
     decode_alarm,
@@ -383,14 +385,14 @@ def test_suppression_window_keeps_trouble_in(setup: Setup) -> None:
         SuppressionWindow(reason="planned outage 4711", start=T0, end=T0 + 3600,
                           premises=frozenset({"prem-1"}))
     )  # fmt: skip
-    result = setup.intake.ingest_event_log("m1", event_log(entry(0, 1)), now=T0 + 10)
+    result = setup.intake.ingest_event_log("m1", event_log(entry(0, 38)), now=T0 + 10)
     assert result.reported == () and setup.sink.events == ()
     (record,) = setup.intake.suppressed
     assert record.reason == "planned outage 4711" and record.at == T0 + 10
-    assert record.trouble.failure_type is FailureType.POWER_OUTAGE
+    assert record.trouble.failure_type is FailureType.SELF_TEST_FAILURE
     assert len(setup.eventlog) == 1  # the event itself is still logged
     # after the window, the next failure leaves
-    after = setup.intake.ingest_event_log("m1", event_log(entry(0, 1), entry(1, 39)), now=T0 + 4000)
+    after = setup.intake.ingest_event_log("m1", event_log(entry(0, 38), entry(1, 39)), now=T0 + 4000)
     assert [t.failure_type for t in after.reported] == [FailureType.MEMORY_FAILURE]
     assert setup.suppression.expire(T0 + 4000) == 1
 
@@ -565,3 +567,269 @@ def test_simulated_meter_alarm_end_to_end(setup: Setup) -> None:
     result = setup.intake.ingest_alarm("m1", meter.alarm_services(alarms[0]), ctx, now=T0 + 181)
     assert FailureType.TAMPER in {t.failure_type for t in result.reported}
     assert all(e.source is EventSource.PUSHED for e in result.logged)
+
+
+# -- history is logged, not reported ------------------------------------------------------------
+
+DAY = 86_400.0
+GASP = int(MFG.LAST_GASP)
+
+
+def history(days: int = 60) -> list[EventEntry]:
+    """A meter's log before it registered at T0 (as the simulator's synthetic history): a momentary
+    outage, a passed self-test and, now and then, an old failure, every day."""
+    out: list[EventEntry] = []
+    for d in range(days, 0, -1):
+        t = T0 - d * DAY
+        out += [entry(len(out), 1, t=t), entry(len(out) + 1, 2, t=t + 30)]
+        out.append(entry(len(out), int(MFG.SELF_TEST_PASSED), mfg=True, t=t + 600))
+        if d % 10 == 0:
+            out.append(entry(len(out), 38, t=t + 900))  # critical, but weeks old
+            out.append(entry(len(out), int(MFG.HAN_COMM_FAILURE), mfg=True, t=t + 960))
+    return out
+
+
+def test_the_first_read_logs_the_whole_history_and_reports_nothing(setup: Setup) -> None:
+    old = history()
+    result = setup.intake.ingest_event_log("m1", event_log(*old, capacity=512), now=T0 + 600)
+    assert len(result.logged) == len(old) == len(result.history) == len(setup.eventlog)
+    assert result.reported == () and result.suppressed == () and result.held == ()
+    assert setup.sink.events == () and setup.intake.pending == ()
+    assert setup.intake.report_pending(T0 + DAY).reported == ()  # nor at the period's end
+    assert setup.intake.in_outage(T0 + 600) == ()  # old outages are over
+    assert result.opened == () and result.closed == ()
+    totals = setup.intake.totals
+    assert (totals.logged, totals.history, totals.reported) == (len(old), len(old), 0)
+    assert setup.count("service") == 60 + 6  # still counted by class: 60 power downs, 6 failures
+
+
+def test_a_fresh_critical_event_still_reports_at_once(setup: Setup) -> None:
+    old = history(3)
+    fresh = entry(len(old), 47, t=T0 + 300)  # tamper after registering
+    result = setup.intake.ingest_event_log("m1", event_log(*old, fresh, capacity=64), now=T0 + 600)
+    (trouble,) = result.reported
+    assert trouble.failure_type is FailureType.TAMPER and trouble.evidence == result.logged[-1:]
+    assert len(result.history) == len(old)
+
+
+def test_the_installation_self_test_counts_as_new(setup: Setup) -> None:
+    # FR1: the meter tests itself at installation, before it registers (T0): within install_grace
+    data = event_log(entry(0, 39, t=T0 - 3 * 3600), entry(1, 38, t=T0 - 600))
+    result = setup.intake.ingest_event_log("m1", data, now=T0 + 60)
+    assert [e.code for e in result.history] == [39]
+    assert [t.failure_type for t in result.reported] == [FailureType.SELF_TEST_FAILURE]
+
+
+def test_age_alone_makes_history_for_a_meter_the_registry_does_not_know(setup: Setup) -> None:
+    now = T0 + 10 * DAY
+    data = event_log(entry(0, 38, t=now - 2 * DAY), entry(1, 39, t=now - 3600))
+    result = setup.intake.ingest_event_log("ghost", data, now=now)
+    assert [e.code for e in result.history] == [38]
+    assert [t.failure_type for t in result.reported] == [FailureType.MEMORY_FAILURE]
+
+
+def test_a_later_read_of_an_installed_meter_uses_report_max_age(
+    setup: Setup, registry: MeterRegistry
+) -> None:
+    now = T0 + 30 * DAY  # installed long ago: only the age counts
+    data = event_log(entry(0, 38, t=now - 25 * 3600), entry(1, 39, t=now - 23 * 3600))
+    result = setup.intake.ingest_event_log("m1", data, now=now)
+    assert [e.code for e in result.history] == [38] and len(result.reported) == 1
+    assert setup.intake.history_cutoff("m1", now) == now - DAY
+
+
+def test_pushed_entries_are_new_whatever_the_meter_clock_says(setup: Setup) -> None:
+    # a meter whose clock fell back (FR6) still reaches the head-end with its alarm
+    services = alarm_services([entry(5, 42, t=T0 - 300 * DAY)])
+    result = setup.intake.ingest_alarm("m1", services, CTX, now=T0 + 60)
+    assert result.history == () and [t.failure_type for t in result.reported] == [
+        FailureType.TIME_SYNC_FAILURE
+    ]
+
+
+def test_report_max_age_and_install_grace_are_settings(
+    registry: MeterRegistry, eventlog: EventLog
+) -> None:
+    events = parse_config({"events": {"report_max_age": "2h", "install_grace": "0s"}}).events
+    intake = EventIntake(
+        eventlog=eventlog, sink=InProcessSink(), meters=registry.get,
+        report_max_age=events.report_max_age, install_grace=events.install_grace,
+    )  # fmt: skip
+    data = event_log(entry(0, 38, t=T0 - 60), entry(1, 39, t=T0 + 60))
+    result = intake.ingest_event_log("m1", data, now=T0 + 3600)
+    assert [e.code for e in result.history] == [38]  # before installation, no grace
+    later = intake.ingest_event_log("m1", event_log(entry(2, 40, t=T0 + 60)), now=T0 + 4 * 3600)
+    assert [e.code for e in later.history] == [40]  # older than 2h
+
+
+def test_events_settings_defaults_and_checks() -> None:
+    events = parse_config({}).events
+    assert (events.report_max_age, events.install_grace, events.outage_expiry) == (
+        DAY, 3600.0, 3 * DAY,
+    )  # fmt: skip
+    for key, value in [
+        ("report_max_age", "10m"), ("report_max_age", "60d"), ("report_max_age", 3600),
+        ("install_grace", "8d"), ("outage_expiry", "30m"),
+    ]:  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            parse_config({"events": {key: value}})
+        assert caught.value.key == f"events.{key}"
+    with pytest.raises(ValueError):
+        EventIntake(eventlog=EventLog(":memory:"), sink=InProcessSink(), report_max_age=0)
+
+
+# -- outages are service events, not meter trouble (FR18) ---------------------------------------
+
+
+def test_momentary_outages_are_logged_and_counted_never_trouble(setup: Setup) -> None:
+    data = event_log(entry(0, 1), entry(1, 2), entry(2, GASP, mfg=True), entry(3, 2))
+    result = setup.intake.ingest_event_log("m1", data, now=T0 + 600)
+    assert len(result.logged) == 4 and result.outage == result.logged
+    assert result.reported == () and result.held == () and result.suppressed == ()
+    assert [o.cause for o in result.opened] == ["primary_power_down", "last_gasp"]
+    assert [(o.since, o.until) for o in result.closed] == [(T0, T0 + 60), (T0 + 120, T0 + 180)]
+    assert setup.intake.in_outage(T0 + 600) == () and setup.intake.totals.outage == 4
+    assert setup.intake.report_pending(T0 + DAY).reported == ()
+
+
+def test_last_gasp_opens_an_outage_and_the_power_up_closes_it(setup: Setup) -> None:
+    gasp = setup.intake.ingest_alarm("m1", alarm_services([entry(0, GASP, mfg=True)]), CTX,
+                                     now=T0 + 2)  # fmt: skip
+    assert gasp.reported == () and gasp.outage == gasp.logged
+    (outage,) = setup.intake.in_outage(T0 + 60)
+    assert (outage.meter_id, outage.since, outage.cause) == ("m1", T0, "last_gasp")
+    assert setup.intake.outages.meters(T0 + 60) == {"m1"}
+    back = setup.intake.ingest_event_log(
+        "m1", event_log(entry(0, GASP, mfg=True), entry(1, 2)), now=T0 + 900
+    )
+    assert back.duplicates == 1 and [o.until for o in back.closed] == [T0 + 60]
+    assert setup.intake.in_outage(T0 + 900) == ()
+
+
+def test_an_outage_suppresses_a_self_test_failure_during_it_not_after(setup: Setup) -> None:
+    intake = setup.intake
+    intake.ingest_alarm("m1", alarm_services([entry(0, GASP, mfg=True)]), CTX, now=T0 + 1)
+    during = intake.ingest_alarm(
+        "m1", alarm_services([entry(1, int(MFG.SELF_TEST_FAILED), mfg=True)]), CTX, now=T0 + 61
+    )
+    assert during.reported == () and setup.sink.events == ()
+    (record,) = during.suppressed
+    assert record.reason.startswith("in outage since 2026-01-01T00:00:00Z (last_gasp)")
+    assert record.trouble.failure_type is FailureType.SELF_TEST_FAILURE
+    assert intake.suppressed == (record,)
+    intake.ingest_event_log("m1", event_log(entry(2, 2)), now=T0 + 900)  # power up at T0 + 120
+    after = intake.ingest_alarm(
+        "m1", alarm_services([entry(3, int(MFG.SELF_TEST_FAILED), mfg=True)]), CTX, now=T0 + 960
+    )
+    assert [t.failure_type for t in after.reported] == [FailureType.SELF_TEST_FAILURE]
+    assert after.suppressed == ()
+
+
+def test_failures_stamped_inside_an_outage_read_later_are_explained(setup: Setup) -> None:
+    # one log read after the fact: down, a RAM error while power was failing, up, then a failed
+    # self-check (a RAM error after the power-up would join the first as one memory trouble)
+    data = event_log(entry(0, 1), entry(1, 39), entry(2, 2), entry(3, 38))
+    result = setup.intake.ingest_event_log("m1", data, now=T0 + 900)
+    (explained,) = result.suppressed
+    assert explained.trouble.evidence[0].code == 39
+    assert explained.reason == "during outage 2026-01-01T00:00:00Z to 2026-01-01T00:02:00Z" + (
+        " (primary_power_down)"
+    )
+    assert [t.evidence[0].code for t in result.reported] == [38]
+
+
+def test_a_status_power_flag_is_an_outage_event_but_opens_no_outage(setup: Setup) -> None:
+    # ST3 POWER_FAILURE is latched (it stays set after the power-up): not a transition
+    result = setup.intake.ingest_status("m1", status(EdStdStatus1.POWER_FAILURE), now=T0)
+    (flag,) = result.logged
+    assert result.outage == (flag,) and flag.failure_type is FailureType.POWER_OUTAGE
+    assert result.reported == () and result.held == () and result.opened == ()
+    assert setup.intake.in_outage(T0) == ()
+
+
+def test_a_held_failure_stamped_during_an_outage_is_suppressed_at_the_period(
+    setup: Setup,
+) -> None:
+    data = event_log(entry(0, 1), entry(1, int(MFG.HAN_COMM_FAILURE), mfg=True))
+    held = setup.intake.ingest_event_log("m1", data, now=T0 + 100)
+    assert len(held.held) == 1 and [o.meter_id for o in held.opened] == ["m1"]
+    report = setup.intake.report_pending(T0 + 200)
+    assert report.reported == () and report.suppressed[0].reason.startswith("in outage")
+
+
+def test_outage_expiry_ends_the_suppression(registry: MeterRegistry, eventlog: EventLog) -> None:
+    sink = InProcessSink()
+    intake = EventIntake(
+        eventlog=eventlog, sink=sink, meters=registry.get, outages=OutageView(expiry=3600.0)
+    )
+    intake.ingest_event_log("m1", event_log(entry(0, 1)), now=T0 + 10)
+    assert len(intake.in_outage(T0 + 3000)) == 1 and intake.in_outage(T0 + 3610) == ()
+    late = intake.ingest_alarm("m1", alarm_services([entry(1, 38)]), CTX, now=T0 + 3700)
+    assert len(late.reported) == 1  # the meter is no longer taken to be without power
+    assert intake.report_pending(T0 + 3700).reported == ()
+    assert intake.outages.current("m1", T0 + 10) is None  # expire() dropped it
+
+
+# -- the outage view on its own ----------------------------------------------------------------
+
+
+def _unreachable(meter: str = "m1") -> TroubleEvent:
+    return TroubleEvent(
+        trouble_id="u", meter_id=meter, failure_type=FailureType.UNREACHABLE,
+        component=Component.UNKNOWN, event_class=EventClass.SERVICE, critical=True, detected=T0,
+    )  # fmt: skip
+
+
+def test_outage_view_latest_power_event_by_meter_time_decides() -> None:
+    view = OutageView()
+    assert view.power_up("m1", time=T0, now=T0) is None  # nothing open
+    opened = view.power_down("m1", time=T0 + 10, now=T0 + 11, cause="primary_power_down")
+    assert opened is not None and view.current("m1", T0 + 20) == opened
+    assert view.power_down("m1", time=T0 + 30, now=T0 + 31, cause="last_gasp") is None  # kept
+    assert view.power_up("m1", time=T0 + 5, now=T0 + 40) is None  # older than the latest
+    closed = view.power_up("m1", time=T0 + 50, now=T0 + 60)
+    assert closed is not None and (closed.since, closed.until, closed.closed) == (
+        T0 + 10, T0 + 50, T0 + 60,
+    )  # fmt: skip
+    assert view.power_down("m1", time=T0 + 40, now=T0 + 70, cause="late") is None  # stale
+    assert view.current("m1", T0 + 70) is None and view.history("m1") == (closed,)
+
+
+def test_outage_view_as_a_suppression() -> None:
+    view = OutageView()
+    view.power_down("m1", time=T0, now=T0, cause="last_gasp")
+    view.power_down("m0", time=T0 - 5, now=T0, cause="last_gasp")
+    assert [o.meter_id for o in view.in_outage(T0)] == ["m0", "m1"]
+    # an unreachable meter inside a known outage is not a broken meter (S2 step 2)
+    assert view.reason(_unreachable(), T0 + 60) == "in outage since 2026-01-01T00:00:00Z (last_gasp)"
+    assert view.reason(_unreachable("m2"), T0 + 60) is None
+    view.power_up("m1", time=T0 + 100, now=T0 + 200)
+    assert view.reason(_unreachable(), T0 + 300) is None  # over: reachable or broken
+    view.forget("m0")
+    assert view.meters(T0) == frozenset()
+
+
+def test_evidence_before_the_outage_is_not_explained_by_it(setup: Setup) -> None:
+    # a self-check failure stamped before the power went, read with the last gasp: the meter's
+    # own failure, reported although the meter is now in an outage
+    data = event_log(entry(0, 38, t=T0 + 5), entry(1, GASP, mfg=True, t=T0 + 20))
+    result = setup.intake.ingest_event_log("m1", data, now=T0 + 30)
+    assert [t.failure_type for t in result.reported] == [FailureType.SELF_TEST_FAILURE]
+    assert [o.since for o in setup.intake.in_outage(T0 + 30)] == [T0 + 20]
+    view = setup.intake.outages
+    assert view.explaining("m1", [T0 + 5], T0 + 30) is None
+    assert view.explaining("m1", [T0 + 25], T0 + 30) is not None
+    assert view.explaining("m1", [], T0 + 30) is None
+
+
+def test_power_events_apply_in_meter_time_order_whatever_the_batch_order(setup: Setup) -> None:
+    from amidcc.gateway.classify import classify_event
+
+    def power(code: int, t: float, seq: int) -> Any:
+        return setup.intake.make_event(
+            "m1", classify_event(code), time=t, now=T0 + 100, source=EventSource.PUSHED, seq=seq
+        )
+
+    result = setup.intake.ingest([power(2, T0 + 60, 1), power(1, T0, 0)], now=T0 + 100)
+    assert [(o.since, o.until) for o in result.closed] == [(T0, T0 + 60)]
+    assert len(result.opened) == 1 and setup.intake.in_outage(T0 + 100) == ()

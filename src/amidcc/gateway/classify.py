@@ -6,42 +6,42 @@ Pure and table-driven. Each C12.19 event code (protocol-facts 4.10), each ST3 ED
 or service row); the rest waits for the next billing period (FR16). Codes are plain ints here: the
 C12.19 codec's enums live in :mod:`amidcc.codecs.c1219` and this module does not depend on them.
 
-Rows that are failures (every other standard code 0-76 is informational, component unknown or
-meter, no failure type):
+Rows that are failures or power events (every other standard code 0-76 is informational, component
+unknown or meter, no failure type, no power change):
 
-==== ==== =============================== ============= ========= ==== ======================== ===========
-src  code name                            class         component crit failure type             answers
-==== ==== =============================== ============= ========= ==== ======================== ===========
-std  1    primary_power_down              SERVICE       unknown   yes  POWER_OUTAGE             FR16, FR18
-std  2    primary_power_up                INFORMATIONAL unknown   no   -                        FR18
-std  13   communication_terminated_ab..   INFORMATIONAL unknown   no   COMM_FAILURE             FR8
-std  37   configuration_error_detected    SERVICE       meter     yes  PROGRAM_FAILURE          FR1, FR5
-std  38   self_check_error_detected       SERVICE       meter     yes  SELF_TEST_FAILURE        FR1
-std  39   ram_failure_detected            SERVICE       meter     yes  MEMORY_FAILURE           FR1, FR5
-std  40   rom_failure_detected            SERVICE       meter     yes  MEMORY_FAILURE           FR1, FR5
-std  41   nonvolatile_memory_failure_..   SERVICE       meter     yes  MEMORY_FAILURE           FR1, FR5
-std  42   clock_error_detected            BILLING       meter     yes  TIME_SYNC_FAILURE        FR1, FR6
-std  43   measurement_error_detected      BILLING       meter     yes  METROLOGY_FAILURE        FR1, FR17
-std  44   low_battery_detected            BILLING       meter     no   LOW_BATTERY              FR16
-std  45   low_loss_potential_detected     SERVICE       meter     yes  LOW_POTENTIAL            FR16
-std  46   demand_overload_detected        SAFETY        meter     yes  DEMAND_OVERLOAD          FR16
-std  47   tamper_attempt_detected         SAFETY        meter     yes  TAMPER                   FR16, S7
-std  48   reverse_rotation_detected       SAFETY        meter     yes  REVERSE_ROTATION         FR16, S7
-mfg  0    self_test_passed                INFORMATIONAL meter     no   -                        FR1
-mfg  1    self_test_failed                SERVICE       meter     yes  SELF_TEST_FAILURE        FR1
-mfg  2    metrology_passed                INFORMATIONAL meter     no   -                        NFR6
-mfg  3    metrology_failed                BILLING       meter     yes  METROLOGY_FAILURE        FR17
-mfg  4    checksum_error                  SERVICE       meter     yes  CHECKSUM_ERROR           FR1
-mfg  5    firmware_failure                SERVICE       meter     yes  FIRMWARE_UPGRADE_FAILURE FR1
-mfg  6    wrong_socket                    SAFETY        meter     yes  WRONG_SOCKET             FR2, FR16
-mfg  7    han_comm_failure                CUSTOMER      han       no   HAN_FAILURE              FR7
-mfg  8    push_failure                    INFORMATIONAL wan       no   COMM_FAILURE             FR8
-mfg  9    data_inconsistency              BILLING       meter     no   DATA_INCONSISTENCY       FR14
-mfg  10   time_sync_failure               BILLING       meter     yes  TIME_SYNC_FAILURE        FR1, FR6
-mfg  11   fault_cleared                   INFORMATIONAL meter     no   -                        FR1
-mfg  12   last_gasp                       SERVICE       unknown   yes  POWER_OUTAGE             FR16, FR18
-mfg  13   program_failure                 SERVICE       meter     yes  PROGRAM_FAILURE          FR1, FR5
-==== ==== =============================== ============= ========= ==== ======================== ===========
+==== ==== =============================== ============= ========= ==== ======================== ===== ===========
+src  code name                            class         component crit failure type             power answers
+==== ==== =============================== ============= ========= ==== ======================== ===== ===========
+std  1    primary_power_down              SERVICE       unknown   no   POWER_OUTAGE             down  FR16, FR18
+std  2    primary_power_up                INFORMATIONAL unknown   no   -                        up    FR18
+std  13   communication_terminated_ab..   INFORMATIONAL unknown   no   COMM_FAILURE             -     FR8
+std  37   configuration_error_detected    SERVICE       meter     yes  PROGRAM_FAILURE          -     FR1, FR5
+std  38   self_check_error_detected       SERVICE       meter     yes  SELF_TEST_FAILURE        -     FR1
+std  39   ram_failure_detected            SERVICE       meter     yes  MEMORY_FAILURE           -     FR1, FR5
+std  40   rom_failure_detected            SERVICE       meter     yes  MEMORY_FAILURE           -     FR1, FR5
+std  41   nonvolatile_memory_failure_..   SERVICE       meter     yes  MEMORY_FAILURE           -     FR1, FR5
+std  42   clock_error_detected            BILLING       meter     yes  TIME_SYNC_FAILURE        -     FR1, FR6
+std  43   measurement_error_detected      BILLING       meter     yes  METROLOGY_FAILURE        -     FR1, FR17
+std  44   low_battery_detected            BILLING       meter     no   LOW_BATTERY              -     FR16
+std  45   low_loss_potential_detected     SERVICE       meter     yes  LOW_POTENTIAL            -     FR16
+std  46   demand_overload_detected        SAFETY        meter     yes  DEMAND_OVERLOAD          -     FR16
+std  47   tamper_attempt_detected         SAFETY        meter     yes  TAMPER                   -     FR16, S7
+std  48   reverse_rotation_detected       SAFETY        meter     yes  REVERSE_ROTATION         -     FR16, S7
+mfg  0    self_test_passed                INFORMATIONAL meter     no   -                        -     FR1
+mfg  1    self_test_failed                SERVICE       meter     yes  SELF_TEST_FAILURE        -     FR1
+mfg  2    metrology_passed                INFORMATIONAL meter     no   -                        -     NFR6
+mfg  3    metrology_failed                BILLING       meter     yes  METROLOGY_FAILURE        -     FR17
+mfg  4    checksum_error                  SERVICE       meter     yes  CHECKSUM_ERROR           -     FR1
+mfg  5    firmware_failure                SERVICE       meter     yes  FIRMWARE_UPGRADE_FAILURE -     FR1
+mfg  6    wrong_socket                    SAFETY        meter     yes  WRONG_SOCKET             -     FR2, FR16
+mfg  7    han_comm_failure                CUSTOMER      han       no   HAN_FAILURE              -     FR7
+mfg  8    push_failure                    INFORMATIONAL wan       no   COMM_FAILURE             -     FR8
+mfg  9    data_inconsistency              BILLING       meter     no   DATA_INCONSISTENCY       -     FR14
+mfg  10   time_sync_failure               BILLING       meter     yes  TIME_SYNC_FAILURE        -     FR1, FR6
+mfg  11   fault_cleared                   INFORMATIONAL meter     no   -                        -     FR1
+mfg  12   last_gasp                       SERVICE       unknown   no   POWER_OUTAGE             down  FR16, FR18
+mfg  13   program_failure                 SERVICE       meter     yes  PROGRAM_FAILURE          -     FR1, FR5
+==== ==== =============================== ============= ========= ==== ======================== ===== ===========
 
 ST3 ED_STD_STATUS1 flags classify as the standard event they stand for: CONFIGURATION_ERROR 37,
 SELF_CHK_ERROR 38, RAM/ROM/NONVOL 39-41, CLOCK_ERROR 42, MEASUREMENT_ERROR 43, LOW_BATTERY 44,
@@ -55,13 +55,21 @@ classifies as the manufacturer event it stands for (:func:`classify_mfg_status`)
 Judgement calls (the standards do not assign classes): demand overload, tamper and reverse
 rotation are SAFETY (an overloaded service is a hazard; a meter running backwards has usually
 been pulled and inverted, which is tampering, S7; sites with generation may override the row).
-Outages point at no meter component and are kept so the MMS can suppress what they explain (FR18). Every row can be replaced per deployment with
-``Classifier(overrides=...)``, and other manufacturers' event tables plugged in with
-``Classifier(manufacturers=...)``: manufacturer codes mean different things per manufacturer.
+
+Power events are service events for outage management, not meter trouble: a power-down (or a last
+gasp) keeps its SERVICE class and its POWER_OUTAGE failure type, so the log can be queried for
+outages (FR10-FR13), but is not critical and carries ``power`` (:class:`PowerChange`); the intake
+logs and counts it, keeps the meter in its outage view until the power-up, and never opens a
+trouble event for it; failures explained by the outage are suppressed (FR18). Outages point at no
+meter component. Every row can be replaced per deployment with ``Classifier(overrides=...)``, and
+other manufacturers' event tables plugged in with ``Classifier(manufacturers=...)``: manufacturer
+codes mean different things per manufacturer (a manufacturer's last gasp is one more row with
+``power=PowerChange.DOWN``).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
@@ -74,6 +82,7 @@ __all__ = [
     "AMIDCC_MFG_STATUS_FLAGS",
     "Classification",
     "Classifier",
+    "PowerChange",
     "STANDARD_EVENTS",
     "STATUS_FLAGS",
     "classify_event",
@@ -82,6 +91,15 @@ __all__ = [
 ]
 
 MAX_EVENT_CODE = 0x7FF  # 11 bits: TABLE_IDB_BFLD bits 0-10 (protocol-facts 4.10)
+
+
+class PowerChange(enum.StrEnum):
+    """What a power event says about the meter's supply (outage management, FR18)."""
+
+    DOWN = "down"
+    """Primary power failed (power down, last gasp): the meter enters the outage view."""
+    UP = "up"
+    """Primary power is back (power up, restoration): the meter leaves the outage view."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -104,6 +122,9 @@ class Classification:
     """The failure it shows, or None for an event that is not a failure."""
     requirements: tuple[str, ...] = ()
     """The requirements (FR/NFR/scenario ids) this row answers."""
+    power: PowerChange | None = None
+    """For a power event: whether power went down or came back. Power events feed the outage
+    view and never become meter trouble, whatever ``critical`` says."""
 
 
 _S, _V, _B, _C, _I = (
@@ -115,6 +136,7 @@ _S, _V, _B, _C, _I = (
 )
 _M, _U = Component.METER, Component.UNKNOWN
 _F = FailureType
+_DOWN, _UP = PowerChange.DOWN, PowerChange.UP
 
 
 def _row(
@@ -126,6 +148,7 @@ def _row(
     failure: FailureType | None = None,
     *reqs: str,
     mfg: bool = False,
+    power: PowerChange | None = None,
 ) -> Classification:
     return Classification(
         code=code,
@@ -136,6 +159,7 @@ def _row(
         critical=crit,
         failure_type=failure,
         requirements=reqs,
+        power=power,
     )
 
 
@@ -169,8 +193,8 @@ _STD_NAMES = (
 ).split()
 
 _STD_FAILURES = (
-    _row(1, "primary_power_down", _V, _U, True, _F.POWER_OUTAGE, "FR16", "FR18"),
-    _row(2, "primary_power_up", _I, _U, False, None, "FR18"),
+    _row(1, "primary_power_down", _V, _U, False, _F.POWER_OUTAGE, "FR16", "FR18", power=_DOWN),
+    _row(2, "primary_power_up", _I, _U, False, None, "FR18", power=_UP),
     _row(13, "communication_terminated_abnormally", _I, _U, False, _F.COMM_FAILURE, "FR8"),
     _row(37, "configuration_error_detected", _V, _M, True, _F.PROGRAM_FAILURE, "FR1", "FR5"),
     _row(38, "self_check_error_detected", _V, _M, True, _F.SELF_TEST_FAILURE, "FR1"),
@@ -206,8 +230,9 @@ def _mfg(
     crit: bool,
     failure: FailureType | None,
     *reqs: str,
+    power: PowerChange | None = None,
 ) -> Classification:
-    return _row(int(code), name, cls, comp, crit, failure, *reqs, mfg=True)
+    return _row(int(code), name, cls, comp, crit, failure, *reqs, mfg=True, power=power)
 
 
 _H, _W = Component.HAN, Component.WAN
@@ -235,7 +260,10 @@ AMIDCC_MFG_EVENTS: Mapping[int, Classification] = _table(
             "time_sync_failure", _B, _M, True, _F.TIME_SYNC_FAILURE, "FR1", "FR6",
         ),
         _mfg(Mfg.FAULT_CLEARED, "fault_cleared", _I, _M, False, None, "FR1"),
-        _mfg(Mfg.LAST_GASP, "last_gasp", _V, _U, True, _F.POWER_OUTAGE, "FR16", "FR18"),
+        _mfg(
+            Mfg.LAST_GASP,
+            "last_gasp", _V, _U, False, _F.POWER_OUTAGE, "FR16", "FR18", power=_DOWN,
+        ),
         _mfg(
             Mfg.PROGRAM_FAILURE,
             "program_failure", _V, _M, True, _F.PROGRAM_FAILURE, "FR1", "FR5",
@@ -261,7 +289,8 @@ STATUS_FLAGS: tuple[tuple[int, str, int], ...] = (
     (0x2000, "reverse_rotation", 48),
 )
 """ST3 ED_STD_STATUS1 (mask, name, standard event code it stands for); bits 14-15 are filler.
-UNPROGRAMMED maps to code 0 ("no event"): informational, see the module docstring."""
+UNPROGRAMMED maps to code 0 ("no event"): informational, see the module docstring. POWER_FAILURE
+keeps code 1's class and failure type but no :class:`PowerChange` (it is latched)."""
 
 AMIDCC_MFG_STATUS_FLAGS: tuple[tuple[int, int], ...] = (
     (MfgStatus.CHECKSUM_ERROR, Mfg.CHECKSUM_ERROR),
@@ -323,7 +352,9 @@ class Classifier:
         found: list[Classification] = []
         for mask, name, code in STATUS_FLAGS:
             if flags & mask:
-                found.append(replace(self.classify_event(code), name=name))
+                # a flag is a latched condition, not a power transition (ST3 POWER_FAILURE
+                # stays set after the power-up): it never moves the outage view
+                found.append(replace(self.classify_event(code), name=name, power=None))
         return found
 
     def classify_mfg_status(

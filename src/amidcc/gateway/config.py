@@ -765,7 +765,7 @@ class ScheduleSection(_Section):
 
 @dataclass(frozen=True, kw_only=True)
 class EventsSection(_Section):
-    """``[events]``: the meter event log."""
+    """``[events]``: the meter event log, and which logged events may raise trouble."""
 
     retention: float = setting(
         _duration(45 * DAY, why="NFR5: events are kept at least 45 days"),
@@ -774,6 +774,24 @@ class EventsSection(_Section):
     )
     db: Path = setting(
         _path(), Path("events.sqlite"), "Event database (relative to gateway.state_dir)."
+    )
+    report_max_age: float = setting(
+        _duration(3600.0, 45 * DAY, why="above the event-log read period, within retention"),
+        DAY,
+        "Log entries older than this when read are history: logged, never a trouble report. "
+        "Keep it above schedule.read_interval, or failures between two reads become history.",
+    )
+    install_grace: float = setting(
+        _duration(0.0, 7 * DAY),
+        3600.0,
+        "Log entries from before the meter's installation (registration) less this are history "
+        "too; the margin keeps the installation self-test, which runs before registering (FR1).",
+    )
+    outage_expiry: float = setting(
+        _duration(3600.0, 45 * DAY),
+        3 * DAY,
+        "A meter stays in the outage view (its trouble suppressed, FR18) at most this long "
+        "without a power-up, so a meter that never comes back is reported after all.",
     )
 
 

@@ -18,11 +18,25 @@ the registry's context (account, premise, equipment) and counted in ``amidcc_eve
 Critical events (FR1, FR17, FR16 safety/service) become one :class:`~amidcc.events.TroubleEvent`
 per meter and failure type, submitted to the sink in the same call (NFR4); non-critical failures
 are held and reported by :meth:`EventIntake.report_pending`, called once per read/billing period
-(FR16). Before a trouble event leaves, the :class:`Suppression` predicate is asked whether the meter
-is in a known outage, maintenance window or has an active order (FR18); a suppressed trouble event
-is recorded (:attr:`EventIntake.suppressed`), not sent. A failure already reported for the same
-meter within ``repeat_holdoff`` is recorded the same way (an alarm followed by a status read must
-not open two orders).
+(FR16).
+
+What is history and what is new. Every event is logged (FR10-FR12), but only new ones may raise
+trouble: an entry *read from a log* stamped more than ``report_max_age`` before ``now``, or before
+the meter's installation in the registry (less ``install_grace``: the installation self-test runs
+before the meter registers), is history (:attr:`IntakeResult.history`). The first read of a meter
+with weeks of log must not open an order per old entry. Pushed entries and status flags are new by
+definition (the meter sends or shows them now, whatever its clock says).
+
+Outages are not meter trouble. Power events (:attr:`Classification.power`: power down, last gasp,
+power up) and power-outage flags are logged and counted (:attr:`IntakeResult.outage`) and never
+become trouble. Log and pushed entries move the :class:`~amidcc.gateway.suppression.OutageView`
+(:attr:`EventIntake.outages`): a power-down opens an outage for the meter (unless it is history),
+the power-up closes it. Before a trouble event leaves, that view is asked first (trouble for a
+meter in an outage, or stamped during one, is explained: FR18), then the :class:`Suppression`
+given (planned outages, maintenance windows, active orders); a suppressed trouble event is
+recorded (:attr:`EventIntake.suppressed`) with its reason, not sent. A failure already reported for
+the same meter within ``repeat_holdoff`` is recorded the same way (an alarm followed by a status
+read must not open two orders).
 
 :class:`EventIntake` is pure: time comes in as ``now``. :class:`EventReader` is the thin Twisted
 part that reads tables through the meter client and feeds the intake.
@@ -32,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,19 +68,33 @@ from amidcc.events import (
     TroubleSink,
 )
 
-from .classify import DEFAULT_CLASSIFIER, Classification, Classifier
+from .classify import DEFAULT_CLASSIFIER, Classification, Classifier, PowerChange
 from .eventlog import EventContext, EventLog
 from .links.base import MeterAddress
 from .meters import TableReader as MeterTableReader
 from .metrics import GatewayMetrics
 from .registry import MeterRecord
+from .suppression import (
+    AnySuppression,
+    NoSuppression,
+    Outage,
+    OutageView,
+    SuppressedTrouble,
+    Suppression,
+    SuppressionWindow,
+    WindowSuppression,
+)
 
 __all__ = [
+    "AnySuppression",
     "DecodedAlarm",
     "EventIntake",
     "EventReader",
     "IntakeResult",
+    "IntakeTotals",
     "NoSuppression",
+    "Outage",
+    "OutageView",
     "Suppression",
     "SuppressedTrouble",
     "SuppressionWindow",
@@ -83,92 +111,7 @@ CLASS_LABELS = {cls: cls.name.lower() for cls in EventClass}
 
 _EPOCH = datetime(1970, 1, 1)
 _HOUR = 3600.0
-
-
-# -- suppression (FR18) -----------------------------------------------------------------------
-
-
-class Suppression(Protocol):
-    """Whether a trouble event is explained and must not leave (FR18).
-
-    Return a reason (``"planned outage 4711"``, ``"active order 17"``) to suppress, None to send.
-    """
-
-    def reason(self, trouble: TroubleEvent, now: float) -> str | None:
-        """Why ``trouble`` is suppressed at ``now``, or None."""
-        ...
-
-
-class NoSuppression:
-    """The default: nothing is suppressed."""
-
-    def reason(self, trouble: TroubleEvent, now: float) -> str | None:
-        return None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SuppressionWindow:
-    """A known outage, maintenance window or active order covering some meters for a while."""
-
-    reason: str
-    """What explains the failures (shown in the suppressed record)."""
-    start: float
-    """Start of the window (seconds since the epoch)."""
-    end: float
-    """End of the window (exclusive)."""
-    meters: frozenset[str] | None = None
-    """Meter ids covered; None with ``premises`` None covers every meter."""
-    premises: frozenset[str] | None = None
-    """Premises covered (an outage on a feeder, a maintenance visit)."""
-    failure_types: frozenset[FailureType] | None = None
-    """Only these failure types are explained; None explains every one."""
-
-    def covers(self, trouble: TroubleEvent, now: float) -> bool:
-        """Whether this window explains ``trouble`` at ``now``."""
-        if not self.start <= now < self.end:
-            return False
-        if self.failure_types is not None and trouble.failure_type not in self.failure_types:
-            return False
-        if self.meters is None and self.premises is None:
-            return True
-        in_meters = self.meters is not None and trouble.meter_id in self.meters
-        in_premises = self.premises is not None and trouble.premise in self.premises
-        return in_meters or in_premises
-
-
-class WindowSuppression:
-    """A :class:`Suppression` from a list of windows (the MMS or an operator adds them)."""
-
-    def __init__(self, windows: Iterable[SuppressionWindow] = ()) -> None:
-        self.windows: list[SuppressionWindow] = list(windows)
-
-    def add(self, window: SuppressionWindow) -> None:
-        """Add a window."""
-        self.windows.append(window)
-
-    def expire(self, now: float) -> int:
-        """Drop windows that ended before ``now``; return how many."""
-        before = len(self.windows)
-        self.windows = [w for w in self.windows if w.end > now]
-        return before - len(self.windows)
-
-    def reason(self, trouble: TroubleEvent, now: float) -> str | None:
-        for window in self.windows:
-            if window.covers(trouble, now):
-                return window.reason
-        return None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SuppressedTrouble:
-    """A trouble event that did not leave the gateway, and why."""
-
-    trouble: TroubleEvent
-    """The trouble event as it would have been sent."""
-    reason: str
-    """The suppression's reason, or "already reported" for a repeat within the hold-off."""
-    at: float
-    """When it was suppressed."""
+_DAY = 24 * _HOUR
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -185,6 +128,35 @@ class IntakeResult:
     """Trouble events suppressed (FR18) or held back as repeats."""
     held: tuple[MeterEvent, ...] = ()
     """Non-critical failures kept for the next period's report (FR16)."""
+    history: tuple[MeterEvent, ...] = ()
+    """Events among ``logged`` that are history (read from a log, older than ``report_max_age`` or
+    than the meter's installation): logged, never trouble."""
+    outage: tuple[MeterEvent, ...] = ()
+    """Power events and power-outage flags among ``logged``: logged, never meter trouble."""
+    opened: tuple[Outage, ...] = ()
+    """Outages this call opened in the outage view."""
+    closed: tuple[Outage, ...] = ()
+    """Outages this call closed (a power-up, a restoration)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IntakeTotals:
+    """What the intake did since it started (for metrics and the demo's summary)."""
+
+    logged: int = 0
+    """Events stored in the event log."""
+    duplicates: int = 0
+    """Events already in the log."""
+    history: int = 0
+    """Events logged as history (never trouble)."""
+    outage: int = 0
+    """Power events and power-outage flags logged (never meter trouble)."""
+    reported: int = 0
+    """Trouble events submitted to the sink."""
+    suppressed: int = 0
+    """Trouble events suppressed (FR18, repeats)."""
+    held: int = 0
+    """Non-critical failures held for the period report."""
 
 
 # -- decoding the sources (pure) --------------------------------------------------------------
@@ -294,6 +266,12 @@ class EventIntake:
     :param repeat_holdoff: seconds during which a failure already reported for a meter is not
         reported again (recorded as suppressed instead).
     :param keep_suppressed: how many suppressed records to keep in memory.
+    :param report_max_age: log entries stamped longer than this before ``now`` are history
+        (``events.report_max_age``); keep it above the event-log read interval.
+    :param install_grace: log entries stamped before the meter's installation less this are
+        history (``events.install_grace``).
+    :param outages: the outage view (default: a new one; ``events.outage_expiry`` sets its
+        ``expiry``); asked before ``suppression``.
     """
 
     def __init__(
@@ -307,7 +285,12 @@ class EventIntake:
         suppression: Suppression | None = None,
         repeat_holdoff: float = 6 * _HOUR,
         keep_suppressed: int = 1000,
+        report_max_age: float = _DAY,
+        install_grace: float = _HOUR,
+        outages: OutageView | None = None,
     ) -> None:
+        if report_max_age <= 0 or install_grace < 0:
+            raise ValueError("report_max_age must be positive and install_grace not negative")
         self.eventlog = eventlog
         self.sink = sink
         self.meters = meters
@@ -315,6 +298,10 @@ class EventIntake:
         self.metrics = metrics
         self.suppression: Suppression = suppression if suppression is not None else NoSuppression()
         self.repeat_holdoff = repeat_holdoff
+        self.report_max_age = report_max_age
+        self.install_grace = install_grace
+        self.outages = outages if outages is not None else OutageView()
+        self._totals: Counter[str] = Counter()
         self._suppressed: deque[SuppressedTrouble] = deque(maxlen=keep_suppressed)
         self._pending: list[MeterEvent] = []
         self._reported: dict[tuple[str, FailureType], float] = {}
@@ -330,6 +317,16 @@ class EventIntake:
     def pending(self) -> tuple[MeterEvent, ...]:
         """Non-critical failures waiting for :meth:`report_pending` (FR16)."""
         return tuple(self._pending)
+
+    @property
+    def totals(self) -> IntakeTotals:
+        """What the intake did since it started."""
+        names = (f.name for f in dataclasses.fields(IntakeTotals))
+        return IntakeTotals(**{name: self._totals[name] for name in names})
+
+    def in_outage(self, now: float) -> tuple[Outage, ...]:
+        """The meters whose latest power event is a power-down, as open outages (FR18)."""
+        return self.outages.in_outage(now)
 
     # -- building events ----------------------------------------------------------------------
 
@@ -457,12 +454,13 @@ class EventIntake:
         """A pushed alarm (see :func:`decode_alarm`); its ST3, if any, counts as a status read."""
         alarm = decode_alarm(services, ctx)
         events = self._entry_events(meter_id, alarm.entries, now=now, source=EventSource.PUSHED)
+        flags: list[MeterEvent] = []
         if alarm.status is not None:
             order = ctx.format.data_order.byteorder
-            events += self.status_events(
+            flags = self.status_events(
                 meter_id, alarm.status, now=now, byteorder=order, source=EventSource.PUSHED
             )
-        return self.ingest(events, now=now)
+        return self._ingest(events, flags, now=now)
 
     def ingest_event_log(
         self,
@@ -492,7 +490,8 @@ class EventIntake:
         byteorder: Literal["little", "big"] = "little",
     ) -> IntakeResult:
         """An ST3 read: only the flags that rose since the last one are logged."""
-        return self.ingest(self.status_events(meter_id, status, now=now, byteorder=byteorder), now=now)
+        flags = self.status_events(meter_id, status, now=now, byteorder=byteorder)
+        return self._ingest((), flags, now=now)
 
     # -- the common path ----------------------------------------------------------------------
 
@@ -526,11 +525,35 @@ class EventIntake:
         return fresh
 
     def ingest(self, events: Sequence[MeterEvent], *, now: float) -> IntakeResult:
-        """Log the new ones among ``events``, count them, report critical failures at once and
-        hold the other failures for :meth:`report_pending`."""
+        """Log the new ones among ``events`` (entries the meter stamped: log or pushed), count
+        them, report new critical failures at once and hold the other new failures for
+        :meth:`report_pending`; history and power events are only logged (module docstring)."""
+        return self._ingest(events, (), now=now)
+
+    def _ingest(
+        self, entries: Sequence[MeterEvent], flags: Sequence[MeterEvent], *, now: float
+    ) -> IntakeResult:
+        """``entries`` carry the meter's own time and move the outage view; ``flags`` (status
+        flags, latched conditions) never do."""
+        events = [*entries, *flags]
         if not events:
             return IntakeResult()
         fresh = self._new_only(events)
+        self._store(fresh)
+        history, outage, opened, closed = self._history_and_outages(fresh, flags, now)
+        quiet = {id(e) for e in (*history, *outage)}
+        failures = [e for e in fresh if id(e) not in quiet and e.failure_type is not None]
+        held = [e for e in failures if not e.critical]
+        self._pending.extend(held)
+        critical = [e for e in failures if e.critical]
+        reported, suppressed = self._route(critical, now=now, immediate=True)
+        return self._tally(IntakeResult(
+            logged=tuple(fresh), duplicates=len(events) - len(fresh), reported=tuple(reported),
+            suppressed=tuple(suppressed), held=tuple(held), history=tuple(history),
+            outage=tuple(outage), opened=tuple(opened), closed=tuple(closed),
+        ))  # fmt: skip
+
+    def _store(self, fresh: Sequence[MeterEvent]) -> None:
         by_meter: dict[str, list[MeterEvent]] = {}
         for event in fresh:
             by_meter.setdefault(event.meter_id, []).append(event)
@@ -539,23 +562,80 @@ class EventIntake:
         if self.metrics is not None:
             for event in fresh:
                 self.metrics.event(CLASS_LABELS[event.event_class])
-        critical = [e for e in fresh if e.critical and e.failure_type is not None]
-        held = [e for e in fresh if not e.critical and e.failure_type is not None]
-        self._pending.extend(held)
-        reported, suppressed = self._route(critical, now=now, immediate=True)
-        return IntakeResult(
-            logged=tuple(fresh),
-            duplicates=len(events) - len(fresh),
-            reported=tuple(reported),
-            suppressed=tuple(suppressed),
-            held=tuple(held),
-        )
+
+    def _tally(self, result: IntakeResult) -> IntakeResult:
+        counts = self._totals
+        counts["duplicates"] += result.duplicates
+        for name in ("logged", "history", "outage", "reported", "suppressed", "held"):
+            counts[name] += len(getattr(result, name))
+        return result
+
+    # -- history and outages ------------------------------------------------------------------
+
+    def _power(self, event: MeterEvent) -> PowerChange | None:
+        manufacturer = self._manufacturer(event.meter_id) if event.mfg else None
+        found = self.classifier.classify_event(event.code, event.mfg, manufacturer=manufacturer)
+        return found.power
+
+    def history_cutoff(self, meter_id: str, now: float) -> float:
+        """Log entries of ``meter_id`` stamped before this time are history at ``now``."""
+        cutoff = now - self.report_max_age
+        record = self.meters(meter_id)
+        if record is not None and record.installed > 0:
+            cutoff = max(cutoff, record.installed - self.install_grace)
+        return cutoff
+
+    def _history(self, fresh: Sequence[MeterEvent], now: float) -> list[MeterEvent]:
+        cutoffs: dict[str, float] = {}
+        history: list[MeterEvent] = []
+        for event in fresh:
+            if event.source is not EventSource.LOG_READ:
+                continue  # pushed entries and flags are new whatever the meter's clock says
+            cutoff = cutoffs.get(event.meter_id)
+            if cutoff is None:
+                cutoff = cutoffs[event.meter_id] = self.history_cutoff(event.meter_id, now)
+            if event.time < cutoff:
+                history.append(event)
+        if history:
+            log.debug("{count} history events logged, not reported", count=len(history))
+        return history
+
+    def _history_and_outages(
+        self, fresh: Sequence[MeterEvent], flags: Sequence[MeterEvent], now: float
+    ) -> tuple[list[MeterEvent], list[MeterEvent], list[Outage], list[Outage]]:
+        """History, outage events, and the outages opened and closed by the entries' power
+        events. A power-down that is history opens nothing (that outage is long over)."""
+        powers = {id(e): self._power(e) for e in fresh}
+        history = self._history(fresh, now)
+        outage = [
+            e for e in fresh
+            if powers[id(e)] is not None or e.failure_type is FailureType.POWER_OUTAGE
+        ]  # fmt: skip
+        skip = {id(e) for e in flags} | {id(e) for e in history}
+        changes = [
+            (e, change) for e in fresh
+            if (change := powers[id(e)]) is PowerChange.UP
+            or (change is PowerChange.DOWN and id(e) not in skip)
+        ]  # fmt: skip
+        opened, closed = self.outages.track(changes, now)
+        for o in opened:
+            log.info("outage of {meter} since {since}: {cause}", meter=o.meter_id, since=o.since,
+                     cause=o.cause)  # fmt: skip
+        for o in closed:
+            log.info("outage of {meter} over at {until}", meter=o.meter_id, until=o.until)
+        return history, outage, opened, closed
 
     def report_pending(self, now: float) -> IntakeResult:
-        """FR16: send the held non-critical failures (one trouble event per meter and failure)."""
+        """FR16: send the held non-critical failures (one trouble event per meter and failure);
+        drop outages open longer than the view's expiry."""
+        for outage in self.outages.expire(now):
+            log.warn(
+                "outage of {meter} since {since} expired without a power up",
+                meter=outage.meter_id, since=outage.since,
+            )  # fmt: skip
         held, self._pending = self._pending, []
         reported, suppressed = self._route(held, now=now, immediate=False)
-        return IntakeResult(reported=tuple(reported), suppressed=tuple(suppressed))
+        return self._tally(IntakeResult(reported=tuple(reported), suppressed=tuple(suppressed)))
 
     # -- trouble events -----------------------------------------------------------------------
 
@@ -588,9 +668,10 @@ class EventIntake:
     def _suppressed_because(
         self, key: tuple[str, FailureType], trouble: TroubleEvent, now: float
     ) -> str | None:
-        reason = self.suppression.reason(trouble, now)
-        if reason is not None:
-            return reason
+        for suppression in (self.outages, self.suppression):
+            reason = suppression.reason(trouble, now)
+            if reason is not None:
+                return reason
         last = self._reported.get(key)
         if last is not None and now - last < self.repeat_holdoff:
             return f"already reported {now - last:.0f}s ago"
