@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from amidcc.codecs import psem
+from amidcc.codecs.c1222 import ApTitle
 from amidcc.codecs.codes import ResponseCode
 
 from .records import MessageKind, MessageRecord, ServiceRecord
@@ -29,12 +30,19 @@ __all__ = [
 ]
 
 
-def response_code_name(code: int) -> str:
-    """``ok``, ``isc``, ... for known response codes; ``0x13`` for others."""
+def _code_name(code: int) -> str:
     try:
         return ResponseCode(code).name.lower()
     except ValueError:
         return f"{code:#04x}"
+
+
+_CODE_NAMES = tuple(_code_name(code) for code in range(256))
+
+
+def response_code_name(code: int) -> str:
+    """``ok``, ``isc``, ... for known response codes; ``0x13`` for others."""
+    return _CODE_NAMES[code] if 0 <= code < 256 else _code_name(code)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -221,31 +229,37 @@ class SummaryBuilder:
 
     def message(self, record: MessageRecord) -> None:
         """Count one message (a matched response counts for the request services it answers)."""
-        self._kinds[record.kind.value] += 1
+        kind = record.kind
+        self._kinds[kind] += 1  # keyed by the StrEnum members (equal to their values) until build
         if record.security is not None:
-            self._security[record.security.value] += 1
+            self._security[record.security] += 1
+        sender = None
         if record.message is None:
             self.malformed["apdu"] += 1
-        elif record.error is not None:
-            self.malformed["security"] += 1
-        sender = self._sender(record)
-        receiver = record.called_ap_title
-        if receiver is not None:
-            acc = self._meter(receiver, record.ts)
+        else:
+            if record.error is not None:
+                self.malformed["security"] += 1
+            sender = self._sender(record, record.message.apdu.calling_ap_title)
+            acc = self._meter(str(record.message.apdu.called_ap_title), record.ts)
             acc.received += 1
-            acc.requests_received += record.kind is MessageKind.REQUEST
+            acc.requests_received += kind is MessageKind.REQUEST
         for service in record.services:
             self._service(service, sender)
-        if record.kind is MessageKind.RESPONSE:
+        if kind is MessageKind.RESPONSE:
             self._response(record, sender)
 
-    def _sender(self, record: MessageRecord) -> _MeterAcc | None:
-        title = record.calling_ap_title
+    def _sender(self, record: MessageRecord, title: ApTitle | None) -> _MeterAcc | None:
         if title is None:
             return None
-        acc = self._meter(title, record.ts)
+        acc = self._meter(str(title), record.ts)
         acc.sent += 1
-        acc.addresses.add(record.src[0])
+        acc.addresses.add(record.orig_h if record.is_orig else record.resp_h)
+        return acc
+
+    def _service_acc(self, name: str) -> _ServiceAcc:
+        acc = self._services.get(name)
+        if acc is None:
+            acc = self._services[name] = _ServiceAcc()
         return acc
 
     def _service(self, service: ServiceRecord, sender: _MeterAcc | None) -> None:
@@ -254,8 +268,7 @@ class SummaryBuilder:
             if sender is not None:
                 sender.malformed_services += 1
         if service.is_request:
-            name = request_name(service)
-            self._services.setdefault(name, _ServiceAcc()).requests += 1
+            self._service_acc(request_name(service)).requests += 1
             return
         code = response_code_name(service.code)
         self._codes[code] += 1
@@ -276,7 +289,7 @@ class SummaryBuilder:
             name = answered_name(service)
             if name is None:
                 continue
-            acc = self._services.setdefault(name, _ServiceAcc())
+            acc = self._service_acc(name)
             acc.responses += 1
             acc.codes[response_code_name(service.code)] += 1
             acc.latency.append(latency)
@@ -285,7 +298,7 @@ class SummaryBuilder:
         """Count one request that expected a response and got none."""
         self._unanswered += 1
         for name in request_names:
-            self._services.setdefault(name, _ServiceAcc()).unanswered += 1
+            self._service_acc(name).unanswered += 1
 
     def build(self, conversations: int) -> CaptureSummary:
         """The summary so far."""
@@ -314,14 +327,14 @@ class SummaryBuilder:
             truncated_frames=self.counters["truncated_frames"],
             conversations=conversations,
             messages=sum(self._kinds.values()),
-            kinds=dict(self._kinds),
+            kinds={str(kind): n for kind, n in self._kinds.items()},
             matched=self._matched,
             unmatched_responses=self._unmatched,
             unanswered=self._unanswered,
             latency=_latency_summary(self._latency),
             response_codes=dict(self._codes),
             malformed=dict(self.malformed),
-            security=dict(self._security),
+            security={str(status): n for status, n in self._security.items()},
             tcp=dict(self.tcp),
             services=services,
             meters=meters,
