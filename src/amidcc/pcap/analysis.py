@@ -42,7 +42,7 @@ from amidcc.codecs.c1222 import (
 )
 from amidcc.codecs.errors import RemoteProtocolError
 
-from .decode import decode_apdu_bytes, decode_responses
+from .decode import mixed_records, read_apdu, read_responses, request_records
 from .packets import TCP_ACK, TCP_SYN, Segment, TruncatedFrame, format_address, frame_fields
 from .reassembly import StreamData, StreamEvent, StreamReassembler
 from .records import MessageKind, MessageRecord, ServiceRecord
@@ -319,30 +319,34 @@ class CaptureAnalyzer:
         reassembled: bool = False,
     ) -> list[MessageRecord]:
         conv.has_data = True
-        decoded = decode_apdu_bytes(apdu, self.keys, self.base_oid)
-        services, answers, latency, matched_by = decoded.services, None, None, None
-        if decoded.kind is MessageKind.RESPONSE and decoded.message is not None:
-            pending, matched_by = self._match(conv, decoded.message)
-            services = decode_responses(services, None if pending is None else pending.services)
+        message, security, kind, raws, error = read_apdu(apdu, self.keys, self.base_oid)
+        answers, latency, matched_by = None, None, None
+        if kind is MessageKind.REQUEST:
+            services = request_records(raws)
+        elif kind is MessageKind.RESPONSE:
+            assert message is not None
+            pending, matched_by = self._match(conv, message)
+            services = read_responses(raws, None if pending is None else pending.services)
             if pending is not None:
                 answers, latency = pending.index, ts - pending.ts
-        elif decoded.kind is MessageKind.MIXED:
-            services = decode_responses(services, None)
+        else:
+            services = mixed_records(raws)  # mixed; () for the rest
         record = MessageRecord(
             index=self._messages, ts=ts, conversation=conv.number, proto=conv.proto,
             orig_h=conv.orig_h, orig_p=conv.orig[1], resp_h=conv.resp_h, resp_p=conv.resp[1],
-            is_orig=is_orig, apdu=apdu, message=decoded.message, security=decoded.security,
-            kind=decoded.kind, services=services, error=decoded.error, answers=answers,
-            latency=latency, matched_by=matched_by, reassembled=reassembled,
+            is_orig=is_orig, apdu=apdu, message=message, security=security, kind=kind,
+            services=services, error=error, answers=answers, latency=latency,
+            matched_by=matched_by, reassembled=reassembled,
         )  # fmt: skip
         self._messages += 1
         self._summary.message(record)
-        if record.kind is MessageKind.REQUEST and decoded.message is not None:
-            self._remember(conv, record, decoded.message)
-        out = [record]
-        if record.kind is MessageKind.SEGMENT and decoded.message is not None:
-            out += self._segment(ts, conv, is_orig, decoded.message)
-        return out
+        if message is None:
+            return [record]
+        if kind is MessageKind.REQUEST:
+            self._remember(conv, record, message)
+        elif kind is MessageKind.SEGMENT:
+            return [record, *self._segment(ts, conv, is_orig, message)]
+        return [record]
 
     def _segment(
         self, ts: float, conv: _Conversation, is_orig: bool, message: C1222Message

@@ -18,8 +18,9 @@ Security, with the keys the user supplied (protocol-facts.md 3.5):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from amidcc.codecs import psem
 from amidcc.codecs.ber import DEFAULT_BASE_OID
@@ -28,7 +29,18 @@ from amidcc.codecs.errors import CodecError, SecurityError
 
 from .records import MessageKind, SecurityStatus, ServiceRecord
 
-__all__ = ["DecodedApdu", "decode_apdu_bytes", "decode_responses"]
+__all__ = [
+    "DecodedApdu",
+    "ReadApdu",
+    "decode_apdu_bytes",
+    "decode_responses",
+    "mixed_records",
+    "read_apdu",
+    "read_responses",
+    "request_records",
+]
+
+_S = TypeVar("_S", ServiceRecord, bytes)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,15 +104,39 @@ def _request_record(raw: bytes) -> ServiceRecord:
     return record
 
 
-def _kind(services: tuple[ServiceRecord, ...]) -> MessageKind:
-    if not services:
+def _kind(raws: tuple[bytes, ...]) -> MessageKind:
+    if not raws:
         return MessageKind.UNKNOWN
     requests = 0
-    for service in services:
-        requests += service.is_request
-    if requests == len(services):
+    for raw in raws:
+        requests += raw[0] >= 0x20
+    if requests == len(raws):
         return MessageKind.REQUEST
     return MessageKind.RESPONSE if requests == 0 else MessageKind.MIXED
+
+
+#: What :func:`read_apdu` returns: message, security, kind, raw services, error.
+ReadApdu = tuple[
+    C1222Message | None, SecurityStatus | None, MessageKind, tuple[bytes, ...], str | None
+]
+
+
+def read_apdu(apdu: bytes, keys: Mapping[int, bytes] | None, base_oid: tuple[int, ...]) -> ReadApdu:
+    """:func:`decode_apdu_bytes` as a tuple, services left as bytes (the analyser's hot path: it
+    makes each service's record once, a response's after matching it with its request)."""
+    try:
+        message, security, error = _decode(apdu, keys, base_oid)
+    except CodecError as exc:
+        return None, None, MessageKind.UNKNOWN, (), str(exc)
+    if message.segment:
+        return message, None, MessageKind.SEGMENT, (), None
+    raws = () if message.epsem is None else message.epsem.services
+    return message, security, _kind(raws), raws, error
+
+
+def request_records(raws: tuple[bytes, ...]) -> tuple[ServiceRecord, ...]:
+    """Records of a request message's services (decoded)."""
+    return tuple(_request_record(raw) for raw in raws)
 
 
 def decode_apdu_bytes(
@@ -109,20 +145,13 @@ def decode_apdu_bytes(
     base_oid: tuple[int, ...] = DEFAULT_BASE_OID,
 ) -> DecodedApdu:
     """Decode one whole APDU; requests are decoded, responses kept raw for :func:`decode_responses`."""
-    try:
-        message, security, error = _decode(apdu, keys, base_oid)
-    except CodecError as exc:
-        return DecodedApdu(message=None, security=None, kind=MessageKind.UNKNOWN, error=str(exc))
-    if message.segment:
-        return DecodedApdu(message=message, security=None, kind=MessageKind.SEGMENT)
-    services: tuple[ServiceRecord, ...] = ()
-    if message.epsem is not None:
-        services = tuple(
-            _request_record(raw) if raw[0] >= 0x20 else ServiceRecord(raw=raw, is_request=False)
-            for raw in message.epsem.services
-        )
+    message, security, kind, raws, error = read_apdu(apdu, keys, base_oid)
+    services = tuple(
+        _request_record(raw) if raw[0] >= 0x20 else ServiceRecord(raw=raw, is_request=False)
+        for raw in raws
+    )
     return DecodedApdu(
-        message=message, security=security, kind=_kind(services), services=services, error=error
+        message=message, security=security, kind=kind, services=services, error=error
     )
 
 
@@ -130,17 +159,46 @@ def _read(service: ServiceRecord, req: ServiceRecord | None) -> ServiceRecord:
     """One response service read against one request service (or on its own)."""
     if service.is_request:
         return service
+    return _read_raw(service.raw, req, service.decoded, service.error)
+
+
+def _read_raw(
+    raw: bytes,
+    req: ServiceRecord | None,
+    decoded: psem.Request | psem.Response | None = None,
+    error: str | None = None,
+) -> ServiceRecord:
+    """A response's bytes read against one request service (``decoded`` and ``error`` are kept
+    when reading fails or succeeds, as ``dataclasses.replace`` would)."""
     request = req.decoded if req is not None and isinstance(req.decoded, psem.Request) else None
-    code = None if req is None else req.code
-    decoded, error = service.decoded, service.error
     try:
-        decoded = psem.decode_response(service.raw, request, verify_checksum=False)
+        decoded = psem.decode_response(raw, request, verify_checksum=False)
     except CodecError as exc:
         error = str(exc)
     return ServiceRecord(
-        raw=service.raw, is_request=False, decoded=decoded, request=request, request_code=code,
-        error=error,
+        raw=raw, is_request=False, decoded=decoded, request=request,
+        request_code=None if req is None else req.raw[0], error=error,
     )  # fmt: skip
+
+
+def _aligned(
+    read: Callable[[_S, ServiceRecord | None], ServiceRecord],
+    services: tuple[_S, ...],
+    requests: tuple[ServiceRecord, ...] | None,
+) -> tuple[ServiceRecord, ...]:
+    """See :func:`decode_responses`."""
+    if requests is None:
+        return tuple(read(s, None) for s in services)
+    if len(services) == 1 and len(requests) == 1:  # the usual exchange, without the generators
+        return (read(services[0], requests[0]),)
+    first = tuple(
+        read(s, requests[i] if i < len(requests) else None) for i, s in enumerate(services)
+    )
+    skip = len(requests) - len(services)
+    if skip <= 0 or all(s.error is None for s in first):
+        return first
+    last = tuple(read(s, requests[skip + i]) for i, s in enumerate(services))
+    return last if all(s.error is None for s in last) else first
 
 
 def decode_responses(
@@ -155,13 +213,16 @@ def decode_responses(
     with the first ones otherwise. Without a request (``None``) a response is read on its own: ok,
     nok, or raw body.
     """
-    if requests is None:
-        return tuple(_read(s, None) for s in services)
-    first = tuple(
-        _read(s, requests[i] if i < len(requests) else None) for i, s in enumerate(services)
-    )
-    skip = len(requests) - len(services)
-    if skip <= 0 or all(s.error is None for s in first):
-        return first
-    last = tuple(_read(s, requests[skip + i]) for i, s in enumerate(services))
-    return last if all(s.error is None for s in last) else first
+    return _aligned(_read, services, requests)
+
+
+def read_responses(
+    raws: tuple[bytes, ...], requests: tuple[ServiceRecord, ...] | None
+) -> tuple[ServiceRecord, ...]:
+    """:func:`decode_responses` on the bytes of a response message's services."""
+    return _aligned(_read_raw, raws, requests)
+
+
+def mixed_records(raws: tuple[bytes, ...]) -> tuple[ServiceRecord, ...]:
+    """Records of a message with requests and responses (responses read on their own)."""
+    return tuple(_request_record(raw) if raw[0] >= 0x20 else _read_raw(raw, None) for raw in raws)
