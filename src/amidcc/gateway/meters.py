@@ -14,10 +14,10 @@ which link it is.
   gives its slot back while it waits.
 * **Tables.** A full read is decoded with the meter's own table context (its ST0, and ST21, ST61,
   ST62 or ST71 where the table's layout depends on them): the client reads those dimension tables
-  first, once per meter, and caches the context. Partial reads and tables without a model return
-  the bytes only. A table the meter cannot send in one response (``RSTL`` with its maximum size,
-  e.g. 45 days of load profile) is read with offset reads that fit, its size known from the
-  context.
+  first, once per meter, and caches the context (one object per distinct context, shared by the
+  meters that have it). Partial reads and tables without a model return the bytes only. A table
+  the meter cannot send in one response (``RSTL`` with its maximum size, e.g. 45 days of load
+  profile) is read with offset reads that fit, its size known from the context.
 * **Procedures** (protocol-facts.md 4.6): one APDU carries the ST7 write and the ST8 read; the ST8
   answer must match the procedure number, the manufacturer flag and our sequence number. After a
   timeout the client first reads ST8 again (the procedure may have run) before starting it anew,
@@ -198,6 +198,9 @@ class MeterClient:
         self.metrics = metrics if metrics is not None else GatewayMetrics(process=False)
         self.base_context = base_context
         self._contexts: dict[str, TableContext] = {}
+        self._shared: dict[TableContext, TableContext] = {}
+        """One object per distinct context: a fleet's meters mostly share their dimension tables,
+        and a decoded context per meter (ST0 + ST21: ~5 KB) would outweigh the rest of its state."""
         self._seq: dict[str, int] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -346,7 +349,8 @@ class MeterClient:
             raise
         number = word & 0x07FF
         if not word & MFG_TABLE and number in _DIMENSIONS:
-            self._contexts[meter_id] = self._contexts.get(meter_id, ctx).with_table(number, value)
+            grown = self._contexts.get(meter_id, ctx).with_table(number, value)
+            self._contexts[meter_id] = self._shared.setdefault(grown, grown)
         return value
 
     async def _context(self, meter_id: str, word: int) -> TableContext:

@@ -88,6 +88,7 @@ __all__ = [
     "ChannelState",
     "FrameTap",
     "MeterRegistered",
+    "Routes",
     "meter_id_from_esn",
 ]
 
@@ -222,6 +223,33 @@ class ChannelState:
         """Closed for garbage: ignore whatever is still buffered."""
 
 
+class Routes(dict[str, "Channel"]):
+    """AP title -> the channel that reaches it, counting as it changes how many routed titles
+    are meters (relays are routes only): the reachable gauge in O(1) per registration, where a
+    scan of every route per registration made registering a 10,000-meter fleet quadratic."""
+
+    def __init__(self, meters: Mapping[str, MeterAddress]) -> None:
+        super().__init__()
+        self.meters = meters
+        self.reachable = 0
+        """Routed titles that are in ``meters``."""
+
+    def __setitem__(self, title: str, channel: Channel) -> None:
+        if title not in self and title in self.meters:
+            self.reachable += 1
+        super().__setitem__(title, channel)
+
+    def __delitem__(self, title: str) -> None:
+        super().__delitem__(title)
+        if title in self.meters:
+            self.reachable -= 1
+
+    def metered(self, title: str) -> None:
+        """``title`` has just become a meter (call before adding it to ``meters``)."""
+        if title in self and title not in self.meters:
+            self.reachable += 1
+
+
 @dataclass(frozen=True, slots=True)
 class _Sent:
     title: ApTitle
@@ -258,10 +286,10 @@ class C1222Link:
         self.on_register = on_register
         self._keys_for = keys_for
         self._identify = identify_meter
-        self.routes: dict[str, Channel] = {}
-        """AP title -> the channel that reaches it now."""
         self.meters: dict[str, MeterAddress] = {}
         """AP title -> address, for every meter that registered on this link."""
+        self.routes: Routes = Routes(self.meters)
+        """AP title -> the channel that reaches it now."""
         self.channels: set[Channel] = set()
         """Open channels."""
         self._last_iv: dict[str, int] = {}
@@ -377,8 +405,7 @@ class C1222Link:
         self._gauges()
 
     def _gauges(self) -> None:
-        reachable = sum(1 for title in self.routes if title in self.meters)  # relays are routes only
-        self.metrics.set_meters(str(self.kind), registered=len(self.meters), reachable=reachable)
+        self.metrics.set_meters(str(self.kind), registered=len(self.meters), reachable=self.routes.reachable)
 
     def _trace(self, direction: str, channel: Channel, title: str | None, data: bytes) -> None:
         s = self.settings
@@ -622,6 +649,7 @@ class C1222Link:
                     self._reply(channel, apdu, [bytes((ResponseCode.ONP,))], message=message)
                     return
             address = MeterAddress(meter_id=meter_id, ap_title=title, link=self.kind, route=route)
+            self.routes.metered(title)
             self.meters[title] = address
         old = self.routes.get(title)
         if old is not None and old is not channel:
