@@ -1,8 +1,9 @@
 """Table number -> model, and the generic ``decode_table`` / ``encode_table`` entry points.
 
-Table ids follow the PSEM table-id word (protocol-facts.md 2.5 [M]): bits 0-10 the number, bit 11
-(``0x0800``) a manufacturer table (MTn = 2048 + n), bit 12 (``0x1000``) the pending version of the
-table. A pending table has its table's layout, so the pending bit is ignored here. Manufacturer
+Table ids follow the PSEM table-id word (protocol-facts.md 2.5 [M]), built and taken apart by
+:mod:`amidcc.codecs.psem.primitives`: bits 0-10 the number, bit 11 (``0x0800``) a manufacturer
+table (MTn = 2048 + n), bit 12 (``0x1000``) the pending version of the table. A pending table has
+its table's layout, so the pending bit is ignored here. Manufacturer
 models are added through :func:`amidcc.codecs.c1219.mfg.register_mfg_table`.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import LocalProtocolError
+from ..psem.primitives import decode_table_id
+from ..psem.primitives import table_id as psem_table_id
 from .clock import ST52
 from .context import TableContext
 from .general import ST0, ST1, ST3, ST5
@@ -34,9 +37,9 @@ __all__ = [
 ]
 
 #: Table-id bit marking a manufacturer table.
-MFG_FLAG = 0x0800
+MFG_FLAG = psem_table_id(0, mfg=True)
 #: Table-id bit marking a pending table.
-PENDING_FLAG = 0x1000
+PENDING_FLAG = psem_table_id(0, pending=True)
 
 #: Every modelled table, keyed by table number (2048 + n for MTn).
 TABLES: dict[int, TableModel[Any]] = {
@@ -60,15 +63,14 @@ class UnknownTableError(LocalProtocolError):
 
 
 def table_id(number: int, *, mfg: bool = False, pending: bool = False) -> int:
-    """The PSEM table-id word for table ``number`` (0-2047)."""
-    if not 0 <= number <= 0x07FF:
-        raise LocalProtocolError(f"table number {number} does not fit 11 bits")
-    return number | (MFG_FLAG if mfg else 0) | (PENDING_FLAG if pending else 0)
+    """The PSEM table-id word for table ``number`` (0-2047), as :func:`.psem.table_id` builds it."""
+    return psem_table_id(number, mfg, pending)
 
 
 def split_table_id(word: int) -> tuple[int, bool, bool]:
-    """A PSEM table-id word to (number 0-2047, manufacturer, pending)."""
-    return word & 0x07FF, bool(word & MFG_FLAG), bool(word & PENDING_FLAG)
+    """A PSEM table-id word to (number 0-2047, manufacturer, pending); bits 13-15 are ignored."""
+    view = decode_table_id(word & 0xFFFF)
+    return view.number, view.mfg, view.pending
 
 
 def table_model(number: int) -> TableModel[Any]:
