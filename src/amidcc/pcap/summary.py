@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from amidcc.codecs import psem
-from amidcc.codecs.c1222 import ApTitle
 from amidcc.codecs.codes import ResponseCode
 
 from .records import MessageKind, MessageRecord, ServiceRecord
@@ -234,27 +233,28 @@ class SummaryBuilder:
         if record.security is not None:
             self._security[record.security] += 1
         sender = None
-        if record.message is None:
+        message = record.message
+        if message is None:
             self.malformed["apdu"] += 1
         else:
             if record.error is not None:
                 self.malformed["security"] += 1
-            sender = self._sender(record, record.message.apdu.calling_ap_title)
-            acc = self._meter(str(record.message.apdu.called_ap_title), record.ts)
+            ts, meters, apdu = record.ts, self._meters, message.apdu
+            if apdu.calling_ap_title is not None:
+                sender = meters.get(str(apdu.calling_ap_title)) or self._meter(
+                    str(apdu.calling_ap_title), ts
+                )
+                sender.last_seen = ts
+                sender.sent += 1
+                sender.addresses.add(record.orig_h if record.is_orig else record.resp_h)
+            acc = meters.get(str(apdu.called_ap_title)) or self._meter(str(apdu.called_ap_title), ts)
+            acc.last_seen = ts
             acc.received += 1
             acc.requests_received += kind is MessageKind.REQUEST
         for service in record.services:
             self._service(service, sender)
         if kind is MessageKind.RESPONSE:
             self._response(record, sender)
-
-    def _sender(self, record: MessageRecord, title: ApTitle | None) -> _MeterAcc | None:
-        if title is None:
-            return None
-        acc = self._meter(str(title), record.ts)
-        acc.sent += 1
-        acc.addresses.add(record.orig_h if record.is_orig else record.resp_h)
-        return acc
 
     def _service_acc(self, name: str) -> _ServiceAcc:
         acc = self._services.get(name)
@@ -270,7 +270,7 @@ class SummaryBuilder:
         if service.is_request:
             self._service_acc(request_name(service)).requests += 1
             return
-        code = response_code_name(service.code)
+        code = _CODE_NAMES[service.raw[0]]
         self._codes[code] += 1
         if sender is not None:
             sender.codes[code] += 1
