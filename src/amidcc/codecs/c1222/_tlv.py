@@ -6,10 +6,14 @@ delimited the message, so every helper here raises :class:`RemoteProtocolError`.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from ..ber import decode_integer, decode_length, encode_integer, encode_length
 from ..errors import RemoteProtocolError
 
-__all__ = ["int_tlv", "read_int", "read_tlv", "tlv"]
+__all__ = ["build_frozen", "int_tlv", "read_int", "read_tlv", "tlv"]
+
+_T = TypeVar("_T")
 
 
 def tlv(tag: int, content: bytes) -> bytes:
@@ -55,3 +59,17 @@ def read_int(buf: bytes, start: int, end: int, what: str) -> int:
     if c_end - c_start > 8:
         raise RemoteProtocolError(f"{what}: INTEGER of {c_end - c_start} octets is too long")
     return decode_integer(buf[c_start:c_end])
+
+
+def build_frozen(cls: type[_T], values: dict[str, Any]) -> _T:
+    """An instance of the frozen dataclass ``cls`` holding ``values``, built without ``__init__``.
+
+    A frozen dataclass's ``__init__`` stores each field through ``object.__setattr__``; decoding a
+    message builds an Apdu, a UserInformation, an Epsem and a C1222Message, and filling each
+    instance dictionary in one call takes a fifth of the time. The result is the object
+    ``cls(**values)`` would be. Only for dataclasses without ``__slots__`` or ``__post_init__``,
+    with ``values`` naming every field in order (tests/codecs/test_c1222_build_frozen.py).
+    """
+    obj: _T = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj

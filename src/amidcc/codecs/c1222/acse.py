@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from ..ber import (
@@ -36,7 +36,7 @@ from ..ber import (
     parse_oid,
 )
 from ..errors import LocalProtocolError, RemoteProtocolError
-from ._tlv import int_tlv, read_int, read_tlv, tlv
+from ._tlv import build_frozen, int_tlv, read_int, read_tlv, tlv
 
 __all__ = [
     "APDU_TAG",
@@ -371,7 +371,9 @@ def _decode_user_information_uncached(buf: bytes, start: int, end: int) -> UserI
         tag, c_start, c_end = read_tlv(buf, c_end, x_end)
     if tag != 0x81 or c_end != x_end:
         raise RemoteProtocolError("user information without an octet-aligned EPSEM (81)")
-    return UserInformation(epsem=buf[c_start:c_end], indirect_reference=reference)
+    return build_frozen(
+        UserInformation, {"epsem": buf[c_start:c_end], "indirect_reference": reference}
+    )
 
 
 def _int_decoder(what: str) -> Callable[[bytes, int, int], int]:
@@ -397,6 +399,11 @@ _DECODERS: dict[int, tuple[str, Callable[[bytes, int, int], Any]]] = {
     Element.USER_INFORMATION: ("user_information", _decode_user_information),
 }
 
+# Every field of an Apdu in order, with its default (the required ones are always replaced).
+_APDU_TEMPLATE: dict[str, Any] = {
+    f.name: None if f.default is MISSING else f.default for f in fields(Apdu)
+}
+
 _REQUIRED = {
     "called_ap_title": "called AP title (A2)",
     "calling_ap_invocation_id": "calling AP invocation id (A8)",
@@ -412,7 +419,7 @@ def decode_apdu(data: bytes | bytearray | memoryview) -> Apdu:
     _, pos, end = read_tlv(buf, 0, len(buf))
     if end != len(buf):
         raise RemoteProtocolError(f"{len(buf) - end} bytes after the end of the APDU")
-    fields: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     extras: list[bytes] = []
     wire: list[tuple[int, bytes]] = []
     while pos < end:
@@ -423,12 +430,16 @@ def decode_apdu(data: bytes | bytearray | memoryview) -> Apdu:
             if tag & 0xC0 != 0x80:
                 raise RemoteProtocolError(f"element tag {tag:#04x} is not context-specific")
             extras.append(buf[pos:c_end])
-        elif entry[0] in fields:
+        elif entry[0] in values:
             raise RemoteProtocolError(f"element {tag:#04x} appears twice")
         else:
-            fields[entry[0]] = entry[1](buf, c_start, c_end)
+            values[entry[0]] = entry[1](buf, c_start, c_end)
         pos = c_end
     for name, what in _REQUIRED.items():
-        if name not in fields:
+        if name not in values:
             raise RemoteProtocolError(f"APDU without a {what}")
-    return Apdu(**fields, extra_elements=tuple(extras), wire_elements=tuple(wire))
+    apdu = dict(_APDU_TEMPLATE)
+    apdu.update(values)
+    apdu["extra_elements"] = tuple(extras)
+    apdu["wire_elements"] = tuple(wire)
+    return build_frozen(Apdu, apdu)

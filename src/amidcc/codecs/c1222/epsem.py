@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..ber import decode_length, encode_length
 from ..errors import LocalProtocolError, RemoteProtocolError
+from ._tlv import build_frozen
 from .eax import MAC_SIZE
 
 __all__ = [
@@ -196,12 +197,15 @@ def _decode_epsem(buf: bytes) -> Epsem:
         if end - pos < ED_CLASS_SIZE:
             raise RemoteProtocolError("EPSEM announces an ED class it does not carry")
         ed_class, pos = buf[pos : pos + ED_CLASS_SIZE], pos + ED_CLASS_SIZE
-    return Epsem(
-        services=decode_services(buf[pos:end]),
-        security_mode=mode,
-        response_control=_RESPONSE_CONTROLS[control & 0x03],
-        recovery=bool(control & _RECOVERY),
-        proxy=bool(control & _PROXY),
-        ed_class=ed_class,
-        mac=mac,
+    return build_frozen(
+        Epsem,
+        {
+            "services": decode_services(buf[pos:end]),
+            "security_mode": mode,
+            "response_control": _RESPONSE_CONTROLS[control & 0x03],
+            "recovery": bool(control & _RECOVERY),
+            "proxy": bool(control & _PROXY),
+            "ed_class": ed_class,
+            "mac": mac,
+        },
     )

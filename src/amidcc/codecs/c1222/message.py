@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..ber import DEFAULT_BASE_OID
 from ..codes import ResponseCode
 from ..errors import LocalProtocolError, RemoteProtocolError
+from ._tlv import build_frozen
 from .acse import AeQualifier, Apdu, ApTitle, UserInformation, decode_apdu
 from .epsem import (
     Epsem,
@@ -72,10 +73,7 @@ def decode_message(
     auth = apdu.calling_authentication
     key_id, iv = (auth.key_id, auth.iv) if auth is not None else (None, None)
     if is_segment(apdu):
-        return C1222Message(
-            apdu=apdu, epsem=None, security_mode=None, authenticated=False,
-            key_id=key_id, iv=iv, segment=True,
-        )  # fmt: skip
+        return _message(apdu, None, None, False, key_id, iv, True)
     raw = apdu.user_information.epsem
     mode = security_mode_of(raw[0]) if raw else None
     if mode is None:
@@ -91,10 +89,26 @@ def decode_message(
         )
     elif mode is not SecurityMode.CIPHERTEXT:
         epsem = decode_epsem(raw)
-    return C1222Message(
-        apdu=apdu, epsem=epsem, security_mode=mode,
-        authenticated=keys is not None and mode is not SecurityMode.CLEARTEXT,
-        key_id=key_id, iv=iv,
+    authenticated = keys is not None and mode is not SecurityMode.CLEARTEXT
+    return _message(apdu, epsem, mode, authenticated, key_id, iv, False)
+
+
+def _message(
+    apdu: Apdu,
+    epsem: Epsem | None,
+    mode: SecurityMode | None,
+    authenticated: bool,
+    key_id: int | None,
+    iv: bytes | None,
+    segment: bool,
+) -> C1222Message:
+    """``C1222Message(...)`` for the decoder (see ``build_frozen``)."""
+    return build_frozen(
+        C1222Message,
+        {
+            "apdu": apdu, "epsem": epsem, "security_mode": mode, "authenticated": authenticated,
+            "key_id": key_id, "iv": iv, "segment": segment,
+        },
     )  # fmt: skip
 
 
