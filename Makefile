@@ -37,7 +37,7 @@ $(TERMINETER_VENV)/.installed:
 	touch $@
 
 # Each benchmark prints its own figures; docs/benchmarks.md records them. BENCH=codecs runs one.
-BENCH ?= codecs simulators_memory mqtt_throughput modbus_link pcap_analyze
+BENCH ?= codecs simulators_memory mqtt_throughput modbus_link pcap_analyze fleet gateway_read_cycle
 
 bench: $(STAMP) $(TERMINETER_VENV)/.installed
 	@for b in $(BENCH); do echo "== bench.$$b"; \

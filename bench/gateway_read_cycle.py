@@ -1,0 +1,460 @@
+"""A gateway read cycle over C12.22/TCP (`python -m bench.gateway_read_cycle [--meters N]`).
+
+Issue 5's benchmark. Three processes on loopback, each on Twisted's asyncio reactor:
+
+- the **gateway** (``--role gateway``): the daemon's C12.22 pieces, wired as ``amidcc.gateway.tap``
+  wires them (``build_c1222`` with a SQLite :class:`MeterRegistry` at the daemon's durability,
+  :class:`MeterClient` with ``RequestThrottle.from_config`` of the default ``[throttle]``: 256
+  requests in flight per link, 8 per collector), logging info and up to a file like the daemon;
+- the **fleet** (``bench.fleet --role fleet``): 10,000 simulated meters by default, 50 behind each
+  collector and 100 on their own connection;
+- this process, which starts them, bounds every phase with a timeout, samples the fleet's CPU from
+  ``/proc`` and prints.
+
+Once every meter has registered, the gateway runs two read cycles: ST23 of every meter through
+``MeterClient.read_table`` (decoded), asked for as fast as the reactor allows (256 per reactor
+turn) and paced by the throttle. The **first** cycle also reads each meter's ST0 and ST21, which
+the client needs once per meter to decode ST23 (three round trips per meter), and is each
+meter's first ST23 (the simulated meter then computes its maximum demand since the last reset);
+the **second** is the steady state (one round trip per meter). Printed for each: reads/s, round
+trips/s, latency p50/p99 on the wire (request sent to response, what
+``amidcc_request_latency_seconds`` measures) and from asking to having the decoded table
+(including the wait in the throttle's queue), the gateway's CPU seconds (``/proc/self/stat``)
+and the time its garbage collector took. The gateway's resident set per registered meter is its
+growth over the gateway before any meter connected, once the fleet has registered and again
+after the cycles (that one also holds the high-water mark of 10,000 queued reads).
+
+Then, in the same run, a bare Twisted loopback echo (``bench.echo_baseline``: two processes, the
+same number of connections and the same requests in flight as the read cycle, messages the size
+of the read cycle's requests) and the ratio of the steady-state read rate to the echo's round
+trips/s. Aims (issue 5): at least 0.3 of the echo rate, at most 5 KB per registered meter.
+
+``--gc-freeze`` and ``--gc-threshold N`` try the garbage-collector tuning a daemon could apply once
+its fleet has registered; ``AMIDCC_BENCH_PROFILE=DIR`` writes a cProfile of each gateway cycle
+(and of the other processes) to DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .echo_baseline import measure_echo
+from .fleet import (
+    Child,
+    PhaseTimeout,
+    collectors_for,
+    emit,
+    line,
+    percentile,
+    proc_stats,
+    profiled,
+    registration_timeout,
+    run_reactor,
+    wait_until,
+)
+
+PASSWORD = "master"
+#: Reads asked for per reactor turn (the first requests go out while the rest are being asked for).
+BATCH = 256
+
+
+class BenchGateway:
+    """The gateway's C12.22 side as the daemon composes it, in the benchmark's process."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        state_dir: str,
+        *,
+        per_link: int | None = None,
+        synchronous: str = "FULL",
+    ) -> None:
+        from amidcc.gateway.config import parse_config
+        from amidcc.gateway.links.c1222_transport import build_c1222
+        from amidcc.gateway.meters import MeterClient
+        from amidcc.gateway.metrics import GatewayMetrics
+        from amidcc.gateway.registry import MeterRegistry
+        from amidcc.gateway.throttle import RequestThrottle
+
+        throttle = {} if per_link is None else {"max_inflight_per_link": per_link}
+        self.config = parse_config(
+            {
+                "c1222": {"listen": "tcp:0:interface=127.0.0.1", "password": PASSWORD},
+                "throttle": throttle,
+            }
+        )
+        self.reactor = reactor
+        path = Path(state_dir) / "registry.db"
+        self.registry = MeterRegistry(path, synchronous=synchronous)  # type: ignore[arg-type]
+        self.metrics = GatewayMetrics()
+        self.first_registration: float | None = None
+        self.last_registration = 0.0
+        self.listener = build_c1222(
+            self.config,
+            reactor,
+            registry=self.registry,
+            metrics=self.metrics,
+            on_register=self._registered,
+        )
+        self.link = self.listener.tcp
+        self.throttle = RequestThrottle.from_config(self.config.throttle)
+        self.client = MeterClient(
+            [self.link], resolve=self.registry, clock=reactor, requests=self.config.requests,
+            throttle=self.throttle, metrics=self.metrics,
+        )  # fmt: skip
+        self.wire: list[float] = []
+        """Seconds from each request sent to its response (or failure), in this cycle."""
+        self._timed_link()
+
+    def _registered(self, event: Any) -> None:
+        now = time.perf_counter()
+        if self.first_registration is None:
+            self.first_registration = now
+        self.last_registration = now
+
+    def _timed_link(self) -> None:
+        """Time every request on the wire (the client calls the link's ``request``)."""
+        request = self.link.request
+        wire = self.wire
+        clock = time.perf_counter
+
+        def timed(address: Any, services: Sequence[bytes], *, timeout: float) -> Any:
+            sent = clock()
+
+            def done(result: object) -> object:
+                wire.append(clock() - sent)
+                return result
+
+            return request(address, services, timeout=timeout).addBoth(done)
+
+        self.link.request = timed  # type: ignore[method-assign]
+
+    async def start(self) -> int:
+        self.listener.startService()
+        port = await self.listener.listening
+        return int(port.getHost().port)
+
+    async def stop(self) -> None:
+        await self.listener.stopService()
+        self.registry.close()
+
+    def traffic(self, direction: str) -> float:
+        """Bytes the C12.22/TCP link sent (``tx``) or received (``rx``) so far."""
+        labels = {"link": str(self.link.kind), "direction": direction}
+        return self.metrics.registry.get_sample_value("amidcc_bytes_total", labels) or 0.0
+
+    async def hammer(
+        self,
+        addresses: Sequence[Any],
+        services: list[bytes],
+        inflight: int,
+        duration: float,
+        *,
+        once: bool = False,
+    ) -> tuple[int, int, float]:
+        """``inflight`` loops sending ``services`` round-robin over ``addresses`` for ``duration``
+        seconds (``once``: to each address once), straight to the link: (answered, failed, s)."""
+        from twisted.internet.defer import Deferred, DeferredList
+
+        link, count = self.link, len(addresses)
+        deadline = time.perf_counter() + duration
+        tally = [0, 0]
+
+        async def loop(i: int) -> None:
+            while (i < count) if once else (time.perf_counter() < deadline):
+                try:
+                    await link.request(addresses[i % count], services, timeout=30.0)
+                    tally[0] += 1
+                except Exception:
+                    tally[1] += 1
+                i += inflight
+
+        start = time.perf_counter()
+        await DeferredList([Deferred.fromCoroutine(loop(i)) for i in range(inflight)])
+        return tally[0], tally[1], time.perf_counter() - start
+
+    async def read_cycle(self, meter_ids: Sequence[str], table: int) -> dict[str, Any]:
+        """Read ``table`` of every meter through the MeterClient, asked for in batches of
+        :data:`BATCH` per reactor turn (as fast as the reactor lets them be queued: the throttle
+        paces them); the figures."""
+        from twisted.internet.defer import DeferredList
+
+        from .fleet import sleep
+
+        self.wire.clear()
+        asked: list[float] = []
+        errors: list[str] = []
+        clock = time.perf_counter
+        pauses = GcPauses()
+        cpu0, _ = proc_stats()
+        tx0, rx0 = self.traffic("tx"), self.traffic("rx")
+        start = clock()
+
+        def one(meter_id: str) -> Any:
+            began = clock()
+
+            def ok(_: object) -> None:
+                asked.append(clock() - began)
+
+            def failed(failure: Any) -> None:
+                errors.append(failure.getErrorMessage())
+
+            return self.client.read_table(meter_id, table).addCallbacks(ok, failed)
+
+        reads = []
+        with pauses:
+            for i in range(0, len(meter_ids), BATCH):
+                reads += [one(m) for m in meter_ids[i : i + BATCH]]
+                await sleep(self.reactor, 0)
+            await DeferredList(reads)
+        seconds = clock() - start
+        cpu1, rss = proc_stats()
+        trips = len(self.wire)
+        return {
+            "reads": len(asked), "errors": len(errors),
+            "first_error": errors[0] if errors else None,
+            "seconds": seconds, "round_trips": trips, "cpu": cpu1 - cpu0, "rss_kib": rss,
+            "wire_p50": percentile(self.wire, 50), "wire_p99": percentile(self.wire, 99),
+            "asked_p50": percentile(asked, 50), "asked_p99": percentile(asked, 99),
+            "request_bytes": (self.traffic("tx") - tx0) / max(1, trips),
+            "response_bytes": (self.traffic("rx") - rx0) / max(1, trips),
+            "peak_inflight": self.throttle.link_limit(str(self.link.kind)).peak,
+            "gc_seconds": pauses.total, "gc_longest": pauses.longest, "gc_count": pauses.count,
+        }  # fmt: skip
+
+
+class GcPauses:
+    """Collector passes while the block runs: how many, their total and longest time."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.longest = 0.0
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        took = time.perf_counter() - self._began
+        self.count += 1
+        self.total += took
+        self.longest = max(self.longest, took)
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+async def gateway_role(reactor: Any, args: argparse.Namespace) -> None:
+    """Listen; once ``args.meters`` meters registered, run the two read cycles and report."""
+    gw = BenchGateway(reactor, args.state_dir)
+    port = await gw.start()
+
+    gc.collect()
+    cpu0, rss0 = proc_stats()
+    emit("listening", port=port, rss_kib=rss0)
+    await wait_until(
+        reactor,
+        lambda: len(gw.link.meters) >= args.meters,
+        registration_timeout(args.meters),
+        "registrations",
+    )
+    cpu1, rss1 = proc_stats()
+    span = gw.last_registration - (gw.first_registration or gw.last_registration)
+    emit("registered", meters=len(gw.link.meters), seconds=span, cpu=cpu1 - cpu0, rss_kib=rss1,
+         connections=len(gw.link.channels), objects=len(gc.get_objects()))  # fmt: skip
+    meter_ids = [address.meter_id for address in gw.link.meters.values()]
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()  # what a daemon can do once its fleet has registered: old objects not rescanned
+    if args.gc_threshold:
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
+    for name in ("first", "second"):
+        emit("cycle_start", name=name)
+        with profiled(f"gateway-{name}-cycle"):
+            figures = await gw.read_cycle(meter_ids, 23)
+        emit("cycle", name=name, **figures)
+    await gw.stop()
+
+
+# -- the parent ------------------------------------------------------------------------------------
+
+
+def cycle_timeout(meters: int) -> float:
+    """Time allowed for one read cycle (at a pessimistic 40 reads/s, plus a minute)."""
+    return 60.0 + meters / 40
+
+
+def report_cycle(c: dict[str, Any], meters: int, fleet_cpu: float) -> None:
+    s = c["seconds"]
+    label = {
+        "first": "first cycle (ST0 + ST21 + ST23 per meter)",
+        "second": "second cycle (ST23, contexts cached)",
+    }[c["name"]]
+    print(
+        f"  {label}: {c['reads']:,} reads in {s:.1f} s"
+        + (f", {c['errors']} failed ({c['first_error']})" if c["errors"] else "")
+    )
+    line("    reads/s", c["reads"] / s, "/s")
+    line("    round trips/s", c["round_trips"] / s, "/s", f"(peak in flight {c['peak_inflight']})")
+    line(
+        "    latency on the wire p50",
+        c["wire_p50"] * 1000,
+        "ms",
+        f"p99 {c['wire_p99'] * 1000:,.1f} ms",
+    )
+    line(
+        "    latency asking to decoded (with throttle queue) p50",
+        c["asked_p50"] * 1000,
+        "ms",
+        f"p99 {c['asked_p99'] * 1000:,.0f} ms",
+    )
+    line(
+        "    gateway CPU",
+        c["cpu"] * 1000,
+        "ms",
+        f"({100 * c['cpu'] / s:.0f} % of a core; fleet {100 * fleet_cpu / s:.0f} %)",
+    )
+    line("    gateway CPU per read", c["cpu"] / max(1, c["reads"]) * 1e6, "us")
+    line(
+        "    gateway garbage collection",
+        c["gc_seconds"] * 1000,
+        "ms",
+        f"({c['gc_count']:,} passes, longest {c['gc_longest'] * 1000:,.0f} ms)",
+    )
+
+
+def run(args: argparse.Namespace, state_dir: str) -> None:
+    n = args.meters
+    tuning = (["--gc-freeze"] if args.gc_freeze else []) + (
+        ["--gc-threshold", str(args.gc_threshold)] if args.gc_threshold else []
+    )
+    gateway = Child(
+        "bench.gateway_read_cycle",
+        "--role",
+        "gateway",
+        "--meters",
+        str(n),
+        "--state-dir",
+        state_dir,
+        *tuning,
+    )
+    fleet: Child | None = None
+    cycles: dict[str, dict[str, Any]] = {}
+    try:
+        listening = gateway.expect("listening", 30)
+        fleet = Child("bench.fleet", "--role", "fleet", "--meters", str(n),
+                      "--endpoint", f"tcp:127.0.0.1:{listening['port']}",
+                      "--per-collector", str(args.per_collector),
+                      "--direct", str(args.direct))  # fmt: skip
+        registered = gateway.expect("registered", registration_timeout(n) + 30)
+        base = listening["rss_kib"]
+        print(f"{n:,} meters over {registered['connections']} connections "
+              f"({collectors_for(n, args.per_collector, args.direct)} collectors)")  # fmt: skip
+        line(
+            "  registration, first to last",
+            registered["seconds"] * 1000,
+            "ms",
+            f"(gateway CPU {registered['cpu']:.1f} s)",
+        )
+        line(
+            "  gateway resident set per registered meter",
+            (registered["rss_kib"] - base) * 1024 / n,
+            "B",
+            "(aim: <= 5 KB)",
+        )
+        line("  objects tracked by the garbage collector", registered["objects"], "")
+        for _ in range(2):
+            gateway.expect("cycle_start", 30)
+            f0, _ = fleet.stats()
+            c = gateway.expect("cycle", cycle_timeout(n))
+            f1, _ = fleet.stats()
+            cycles[c["name"]] = c
+            report_cycle(c, n, f1 - f0)
+        line(
+            "  gateway resident set per registered meter, after reads",
+            (c["rss_kib"] - base) * 1024 / n,
+            "B",
+            "(aim: <= 5 KB)",
+        )
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        gateway.stop()
+    steady = cycles["second"]
+    connections = registered["connections"]
+    inflight = max(1, steady["peak_inflight"])
+    size = max(1, round(steady["request_bytes"]))
+    print(
+        f"Bare Twisted echo, {connections} connections, {inflight} in flight, {size}-byte messages"
+    )
+    echo = measure_echo(
+        connections=connections, inflight=inflight, size=size, duration=args.echo_duration
+    )
+    line(
+        "  echo round trips/s",
+        echo["rate"],
+        "/s",
+        f"(client CPU {100 * echo['client_cpu']:.0f} %, server {100 * echo['server_cpu']:.0f} %)",
+    )
+    ratio = steady["reads"] / steady["seconds"] / echo["rate"]
+    print(f"  ratio, steady read cycle / echo: {ratio:.3f} (aim: >= 0.3)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--meters", type=int, default=10_000, help="meters in the fleet (default 10,000)"
+    )
+    parser.add_argument(
+        "--per-collector", type=int, default=50, help="meters behind each collector (default 50)"
+    )
+    parser.add_argument(
+        "--direct", type=int, default=100, help="meters on their own connection (default 100)"
+    )
+    parser.add_argument(
+        "--echo-duration", type=float, default=3.0, help="seconds of echo measured (default 3)"
+    )
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gateway: gc.freeze() once the fleet registered"
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=0,
+        help="gateway: generation-0 GC threshold (default: Python's)",
+    )
+    parser.add_argument("--role", choices=("gateway",), help=argparse.SUPPRESS)
+    parser.add_argument("--state-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role == "gateway":
+        run_reactor(lambda reactor: gateway_role(reactor, args), whole=False)
+        return
+    print(
+        "Gateway read cycle over C12.22/TCP: gateway, fleet and echo in separate processes, "
+        f"{os.cpu_count()} cores"
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="amidcc-bench-") as state_dir:
+            run(args, state_dir)
+    except (PhaseTimeout, RuntimeError) as exc:
+        print(f"bench.gateway_read_cycle failed: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
