@@ -45,7 +45,7 @@ from amidcc.codecs.errors import RemoteProtocolError
 from .decode import mixed_records, read_apdu, read_responses, request_records
 from .packets import TCP_ACK, TCP_SYN, Segment, TruncatedFrame, format_address, frame_fields
 from .reassembly import StreamData, StreamEvent, StreamReassembler
-from .records import MessageKind, MessageRecord, ServiceRecord
+from .records import MessageKind, MessageRecord, ServiceRecord, build_record
 from .summary import CaptureSummary, SummaryBuilder, request_name
 
 __all__ = ["CaptureAnalyzer", "analyze_file"]
@@ -331,12 +331,16 @@ class CaptureAnalyzer:
                 answers, latency = pending.index, ts - pending.ts
         else:
             services = mixed_records(raws)  # mixed; () for the rest
-        record = MessageRecord(
-            index=self._messages, ts=ts, conversation=conv.number, proto=conv.proto,
-            orig_h=conv.orig_h, orig_p=conv.orig[1], resp_h=conv.resp_h, resp_p=conv.resp[1],
-            is_orig=is_orig, apdu=apdu, message=message, security=security, kind=kind,
-            services=services, error=error, answers=answers, latency=latency,
-            matched_by=matched_by, reassembled=reassembled,
+        record = build_record(
+            MessageRecord,
+            {
+                "index": self._messages, "ts": ts, "conversation": conv.number,
+                "proto": conv.proto, "orig_h": conv.orig_h, "orig_p": conv.orig[1],
+                "resp_h": conv.resp_h, "resp_p": conv.resp[1], "is_orig": is_orig, "apdu": apdu,
+                "message": message, "security": security, "kind": kind, "services": services,
+                "error": error, "answers": answers, "latency": latency, "matched_by": matched_by,
+                "reassembled": reassembled,
+            },
         )  # fmt: skip
         self._messages += 1
         self._summary.message(record)

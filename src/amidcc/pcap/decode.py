@@ -27,7 +27,7 @@ from amidcc.codecs.ber import DEFAULT_BASE_OID
 from amidcc.codecs.c1222 import C1222Message, SecurityMode, decode_message
 from amidcc.codecs.errors import CodecError, SecurityError
 
-from .records import MessageKind, SecurityStatus, ServiceRecord
+from .records import MessageKind, SecurityStatus, ServiceRecord, build_record
 
 __all__ = [
     "DecodedApdu",
@@ -92,11 +92,11 @@ def _request_record(raw: bytes) -> ServiceRecord:
     if record is not None:
         return record
     try:
-        decoded = psem.decode_request(raw, verify_checksum=False)
+        decoded: psem.Request | None = psem.decode_request(raw, verify_checksum=False)
+        error = None
     except CodecError as exc:
-        record = ServiceRecord(raw=raw, is_request=True, error=str(exc))
-    else:
-        record = ServiceRecord(raw=raw, is_request=True, decoded=decoded)
+        decoded, error = None, str(exc)
+    record = _service_record(raw, True, decoded, None, None, error)
     if len(raw) <= _REQUEST_CACHE_MAX_LENGTH:
         if len(_REQUESTS) >= _REQUESTS_SIZE:
             _REQUESTS.clear()
@@ -175,9 +175,23 @@ def _read_raw(
         decoded = psem.decode_response(raw, request, verify_checksum=False)
     except CodecError as exc:
         error = str(exc)
-    return ServiceRecord(
-        raw=raw, is_request=False, decoded=decoded, request=request,
-        request_code=None if req is None else req.raw[0], error=error,
+    return _service_record(raw, False, decoded, request, None if req is None else req.raw[0], error)
+
+
+def _service_record(
+    raw: bytes,
+    is_request: bool,
+    decoded: psem.Request | psem.Response | None,
+    request: psem.Request | None,
+    request_code: int | None,
+    error: str | None,
+) -> ServiceRecord:
+    return build_record(
+        ServiceRecord,
+        {
+            "raw": raw, "is_request": is_request, "decoded": decoded, "request": request,
+            "request_code": request_code, "error": error,
+        },
     )  # fmt: skip
 
 
