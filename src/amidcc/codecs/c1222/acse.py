@@ -423,7 +423,14 @@ def decode_apdu(data: bytes | bytearray | memoryview) -> Apdu:
     extras: list[bytes] = []
     wire: list[tuple[int, bytes]] = []
     while pos < end:
-        tag, c_start, c_end = read_tlv(buf, pos, end)
+        tag = buf[pos]
+        if pos + 1 < end and buf[pos + 1] < 0x80 and tag & 0x1F != 0x1F:  # read_tlv's usual case
+            c_start = pos + 2
+            c_end = c_start + buf[pos + 1]
+            if c_end > end:
+                tag, c_start, c_end = read_tlv(buf, pos, end)  # raises: overruns the APDU
+        else:
+            tag, c_start, c_end = read_tlv(buf, pos, end)
         wire.append((tag, buf[pos:c_end]))
         entry = _DECODERS.get(tag)
         if entry is None:
