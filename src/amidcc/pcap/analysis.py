@@ -368,10 +368,11 @@ class CaptureAnalyzer:
         invocation_id = message.apdu.calling_ap_invocation_id
         epsem = message.epsem
         expects = epsem is None or epsem.response_control is ResponseControl.ALWAYS
+        calling = message.apdu.calling_ap_title  # record.calling_ap_title and called_ap_title
+        titles = (None if calling is None else str(calling), str(message.apdu.called_ap_title))
         pending = _Pending(
             index=record.index, ts=record.ts, services=record.services, expects_response=expects,
-            titles_key=(record.calling_ap_title, record.called_ap_title, invocation_id),
-            conversation=conv,
+            titles_key=(*titles, invocation_id), conversation=conv,
         )  # fmt: skip
         old = conv.pending.pop(invocation_id, None)
         if old is not None:

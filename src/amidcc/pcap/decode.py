@@ -67,6 +67,14 @@ def _decode(
     mode = plain.security_mode
     if mode is None or mode is SecurityMode.CLEARTEXT:
         return plain, SecurityStatus.CLEARTEXT, None
+    return _secured(apdu, plain, keys, base_oid)
+
+
+def _secured(
+    apdu: bytes, plain: C1222Message, keys: Mapping[int, bytes] | None, base_oid: tuple[int, ...]
+) -> tuple[C1222Message, SecurityStatus, str | None]:
+    """A secured message (``plain``: decoded without keys), verified when its key is known."""
+    mode = plain.security_mode
     if keys is None or plain.key_id is None or plain.key_id not in keys:
         status = SecurityStatus.ENCRYPTED if plain.epsem is None else SecurityStatus.UNVERIFIED
         return plain, status, None
@@ -124,8 +132,12 @@ ReadApdu = tuple[
 def read_apdu(apdu: bytes, keys: Mapping[int, bytes] | None, base_oid: tuple[int, ...]) -> ReadApdu:
     """:func:`decode_apdu_bytes` as a tuple, services left as bytes (the analyser's hot path: it
     makes each service's record once, a response's after matching it with its request)."""
-    try:
-        message, security, error = _decode(apdu, keys, base_oid)
+    try:  # _decode, inline
+        message = decode_message(apdu, None, base_oid)
+        if message.security_mode is None or message.security_mode is SecurityMode.CLEARTEXT:
+            security, error = SecurityStatus.CLEARTEXT, None
+        else:
+            message, security, error = _secured(apdu, message, keys, base_oid)
     except CodecError as exc:
         return None, None, MessageKind.UNKNOWN, (), str(exc)
     if message.segment:
@@ -136,6 +148,8 @@ def read_apdu(apdu: bytes, keys: Mapping[int, bytes] | None, base_oid: tuple[int
 
 def request_records(raws: tuple[bytes, ...]) -> tuple[ServiceRecord, ...]:
     """Records of a request message's services (decoded)."""
+    if len(raws) == 1:
+        return (_request_record(raws[0]),)
     return tuple(_request_record(raw) for raw in raws)
 
 
