@@ -7,18 +7,23 @@ exists. Modbus enrolment paces its probes per collector.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogPublisher
 
 from amidcc.gateway.config import ConfigError, parse_config
-from amidcc.gateway.links.base import LinkKind
+from amidcc.gateway.links.base import LinkKind, MeterAddress, RequestTimeout
 from amidcc.gateway.links.mqtt import MqttLink
 from amidcc.gateway.metrics import GatewayMetrics
-from amidcc.gateway.tap import GatewayService, build_service, meter_gauges
+from amidcc.gateway.registry import MeterRegistry
+from amidcc.gateway.tap import GatewayService, ModbusEnrolment, build_service, meter_gauges
+from amidcc.simulators import MeterIdentity, SimMeter
 
 SECRET_URL = "mqtt://gw:s3cret@127.0.0.1:18830"
 
@@ -83,3 +88,99 @@ def test_mqtts_url_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
         composition.startService()
     assert err.value.key == "mqtt.url" and "pw" not in str(err.value)
     assert not (tmp_path / "state").exists()  # nothing was opened
+
+
+# -- Modbus enrolment pacing (a fake link; the meters answer through SimMeter.handle_services) ---
+
+
+class FakeModbus:
+    """Holds every request until the test answers it; counts them per collector."""
+
+    kind = LinkKind.MODBUS
+
+    def __init__(self, meters: dict[tuple[str, int], SimMeter]) -> None:
+        self.meters = meters
+        self.up: set[str] = {endpoint for endpoint, _ in meters}
+        self.pending: list[tuple[MeterAddress, list[bytes], Deferred[list[bytes]]]] = []
+        self.peak: dict[str, int] = {}
+
+    def is_reachable(self, address: MeterAddress) -> bool:
+        return address.route[0] in self.up
+
+    def request(
+        self, address: MeterAddress, services: Sequence[bytes], *, timeout: float
+    ) -> Deferred[list[bytes]]:
+        d: Deferred[list[bytes]] = Deferred()
+        self.pending.append((address, list(services), d))
+        endpoint = address.route[0]
+        now = sum(1 for a, _, _ in self.pending if a.route[0] == endpoint)
+        self.peak[endpoint] = max(self.peak.get(endpoint, 0), now)
+        return d
+
+    def answer(self, *, fail_units: frozenset[int] = frozenset()) -> int:
+        """Answer what is pending now (later requests wait); return how many."""
+        batch, self.pending = self.pending, []
+        for address, services, d in batch:
+            if address.unit_id in fail_units:
+                d.errback(RequestTimeout("no answer"))
+                continue
+            meter = self.meters[(address.route[0], address.unit_id or 0)]
+            d.callback(meter.handle_services(services, T0, channel="modbus"))
+        return len(batch)
+
+    def answer_all(self, **kwargs: Any) -> None:
+        while self.answer(**kwargs):
+            pass
+
+
+T0 = 1_700_000_000.0
+
+
+def enrolment(
+    units: int = 5, *, collectors: int = 2, **kwargs: Any
+) -> tuple[ModbusEnrolment, FakeModbus, MeterRegistry, Clock]:
+    endpoints = [f"tcp:192.0.2.{n + 1}:502" for n in range(collectors)]
+    config = parse_config({
+        "modbus": {"enabled": True, "collectors": [
+            {"endpoint": e, "unit_ids": list(range(1, units + 1))} for e in endpoints]},
+        "requests": {"retries": 0},
+    })  # fmt: skip
+    meters = {
+        (e, u): SimMeter(
+            MeterIdentity(manufacturer="AMDC", model="MB", serial=f"E{c}U{u}", seed=10 * c + u),
+            start_time=T0 - 3600,
+        )
+        for c, e in enumerate(endpoints)
+        for u in range(1, units + 1)
+    }  # fmt: skip
+    clock = Clock()
+    clock.advance(T0)
+    link = FakeModbus(meters)
+    registry = MeterRegistry(":memory:")
+    return ModbusEnrolment(link, registry, clock, config, **kwargs), link, registry, clock
+
+
+def test_enrolment_paces_probes_per_collector_and_chains_them() -> None:
+    enrol, link, registry, _ = enrolment(per_collector=2)
+    enrol.step()
+    assert len(link.pending) == 4  # two per collector, not all ten
+    link.answer_all()
+    assert len(enrol.enrolled) == 10 and enrol.pending == 0
+    assert link.peak == {"tcp:192.0.2.1:502": 2, "tcp:192.0.2.2:502": 2}
+    record = registry.get("E1U3")
+    assert record is not None and record.route == ("tcp:192.0.2.2:502",) and record.unit_id == 3
+
+
+def test_a_failed_unit_waits_retry_after_and_a_down_collector_waits_for_a_step() -> None:
+    enrol, link, _, clock = enrolment(per_collector=1, retry_after=5.0)
+    link.up.discard("tcp:192.0.2.2:502")
+    enrol.step()
+    link.answer_all(fail_units=frozenset({2}))
+    assert sorted(u for (_, u) in enrol.enrolled) == [1, 3, 4, 5] and enrol.failures == 1
+    enrol.step()
+    assert not link.pending  # unit 2 is not due yet; the other collector is down
+    clock.advance(5.0)
+    link.up.add("tcp:192.0.2.2:502")
+    enrol.step()
+    link.answer_all()
+    assert len(enrol.enrolled) == 10 and enrol.pending == 0

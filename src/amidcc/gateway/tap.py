@@ -12,6 +12,7 @@ are asyncio libraries (integration-notes.md).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, cast
@@ -466,7 +467,7 @@ class Composition(Service):
         service.setName("modbus")
         service.setServiceParent(self.gateway.links)
         enrol = ModbusEnrolment(link, registry, self.gateway.reactor, config)
-        self.gateway.add_periodic("modbus-enrol", 5.0, enrol.step)
+        self.gateway.add_periodic("modbus-enrol", 1.0, enrol.step)
         self.gateway.stores.update(modbus=link, modbus_enrolment=enrol)
         return link
 
@@ -534,50 +535,95 @@ class _LinkService(Service):
 class ModbusEnrolment:
     """Registers the meters behind the configured Modbus collectors: Modbus has no registration
     service, so each configured unit id's ST1 is read through the link and the meter is recorded
-    by its serial (AP title ``modbus:<endpoint>#<unit>``, route = the collector endpoint)."""
+    by its serial (AP title ``modbus:<endpoint>#<unit>``, route = the collector endpoint).
 
-    def __init__(self, link: Any, registry: Any, clock: Any, config: Config) -> None:
+    Probes are paced per collector: at most ``per_collector`` in flight (the link runs one
+    operation at a time per collector anyway, and a burst of probes would only queue there until
+    their timeouts), the next unit's starting as soon as one ends. A unit that failed goes to the
+    back of its collector's queue and is tried again after ``retry_after`` seconds; units of a
+    collector that is down wait for the next :meth:`step` that finds it up.
+    """
+
+    def __init__(
+        self,
+        link: Any,
+        registry: Any,
+        clock: Any,
+        config: Config,
+        *,
+        per_collector: int = 2,
+        retry_after: float = 5.0,
+    ) -> None:
         self.link = link
         self.registry = registry
         self.clock = clock
         self.config = config
+        self.per_collector = per_collector
+        self.retry_after = retry_after
         self.enrolled: dict[tuple[str, int], str] = {}
-        self._busy: set[tuple[str, int]] = set()
+        """(endpoint, unit id) -> meter id, for the units enrolled so far."""
+        self.failures = 0
+        """Probes that failed (their units are tried again)."""
+        self._queues = {c.endpoint: deque(c.unit_ids) for c in config.modbus.collectors}
+        self._in_flight = dict.fromkeys(self._queues, 0)
+        self._not_before: dict[tuple[str, int], float] = {}
 
-    def step(self) -> Deferred[None]:
-        """Try every unit not enrolled yet whose collector is up."""
+    @property
+    def pending(self) -> int:
+        """Units not enrolled yet (queued or being probed)."""
+        return sum(len(q) for q in self._queues.values()) + sum(self._in_flight.values())
+
+    def step(self) -> None:
+        """Start probes on every collector that has room (the ``modbus-enrol`` job, every second)."""
+        for endpoint in self._queues:
+            self._fill(endpoint)
+
+    def _fill(self, endpoint: str) -> None:
+        queue, now = self._queues[endpoint], self.clock.seconds()
+        for _ in range(len(queue)):
+            if self._in_flight[endpoint] >= self.per_collector:
+                return
+            unit = queue.popleft()
+            address = self._address(endpoint, unit)
+            if self._not_before.get((endpoint, unit), 0.0) > now:
+                queue.append(unit)
+            elif not self.link.is_reachable(address):
+                queue.append(unit)  # its collector is down, or its path: a later step
+            else:
+                self._probe(endpoint, unit, address)
+
+    @staticmethod
+    def _address(endpoint: str, unit: int) -> Any:
         from amidcc.gateway.links.base import LinkKind, MeterAddress
+
+        return MeterAddress(
+            meter_id=f"{endpoint}#{unit}", ap_title=f"modbus:{endpoint}#{unit}",
+            link=LinkKind.MODBUS, route=(endpoint,), unit_id=unit,
+        )  # fmt: skip
+
+    def _probe(self, endpoint: str, unit: int, address: Any) -> None:
         from amidcc.gateway.meters import MeterClient
 
-        pending = []
-        for collector in self.config.modbus.collectors:
-            for unit in collector.unit_ids:
-                key = (collector.endpoint, unit)
-                if key in self.enrolled or key in self._busy:
-                    continue
-                address = MeterAddress(
-                    meter_id=f"{collector.endpoint}#{unit}", ap_title=f"modbus:{collector.endpoint}#{unit}",
-                    link=LinkKind.MODBUS, route=(collector.endpoint,), unit_id=unit,
-                )  # fmt: skip
-                if not self.link.is_reachable(address):
-                    continue
-                probe = MeterClient(
-                    [self.link], resolve=lambda _id, a=address: a, clock=self.clock,
-                    requests=self.config.requests,
-                )  # fmt: skip
-                self._busy.add(key)
-                d = probe.read_table(address.meter_id, 1)
-                d.addCallback(self._enrol, key, address)
-                d.addErrback(
-                    lambda f, k=key: log.info(
-                        "modbus {unit}: not enrolled ({error})", unit=k, error=f.getErrorMessage()
-                    )
-                )
-                d.addBoth(lambda _, k=key: self._busy.discard(k))
-                pending.append(d)
-        from twisted.internet.defer import gatherResults
+        key = (endpoint, unit)
+        probe = MeterClient(
+            [self.link], resolve=lambda _id: address, clock=self.clock,
+            requests=self.config.requests,
+        )  # fmt: skip
+        self._in_flight[endpoint] += 1
+        d = probe.read_table(address.meter_id, 1)
+        d.addCallback(self._enrol, key, address)
+        d.addErrback(self._failed, key)
+        d.addBoth(lambda _: self._done(endpoint))
 
-        return gatherResults(pending).addCallback(lambda _: None)
+    def _failed(self, failure: Failure, key: tuple[str, int]) -> None:
+        self.failures += 1
+        self._not_before[key] = self.clock.seconds() + self.retry_after
+        self._queues[key[0]].append(key[1])
+        log.info("modbus {unit}: not enrolled ({error})", unit=key, error=failure.getErrorMessage())
+
+    def _done(self, endpoint: str) -> None:
+        self._in_flight[endpoint] -= 1
+        self._fill(endpoint)
 
     def _enrol(self, read: Any, key: tuple[str, int], address: Any) -> None:
         from amidcc.gateway.registry import MeterRecord
@@ -593,6 +639,7 @@ class ModbusEnrolment:
         )  # fmt: skip
         self.registry.register(record, now=self.clock.seconds())
         self.enrolled[key] = serial
+        self._not_before.pop(key, None)
         log.info(
             "modbus {endpoint} unit {unit}: meter {meter} enrolled",
             endpoint=key[0],

@@ -327,11 +327,17 @@ class _Datastore:
 
 
 def _server_class() -> Any:
-    """pymodbus's TCP server, answering each request with its own transaction id.
+    """pymodbus's TCP server, answering every request, each with its own transaction id.
 
-    pymodbus 3.16 keeps one ``last_pdu`` per connection and stamps every answer with it, so an
-    answer delayed by the latency fault would carry the id of a newer request on the same
-    connection (a client that gave up and asked again would take the stale answer as its own).
+    Two things of pymodbus 3.16's request handler are replaced. It keeps one ``last_pdu`` per
+    connection and stamps every answer with it, so an answer delayed by the latency fault would
+    carry the id of a newer request on the same connection (a client that gave up and asked again
+    would take the stale answer as its own). And it decodes one frame per read from the socket:
+    when two requests arrive in one segment (a client that gave up on a request sends the next
+    one while the first is still unread, which a busy loop turns into one read), the second
+    waits in the buffer until more bytes come, and from then on the collector answers one
+    request behind, every answer stale, for the life of the connection. A Modbus/TCP server reads
+    a stream: here every whole frame of a read is answered.
     """
     from pymodbus.constants import ExcCodes
     from pymodbus.exceptions import ModbusIOException, NoSuchIdException
@@ -344,6 +350,15 @@ def _server_class() -> Any:
         tasks: set[asyncio.Task[None]]
 
         def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
+            used = 0
+            while used < len(data):
+                step = self.one_frame(data[used:], addr)
+                if step <= 0:
+                    break  # a partial frame: wait for the rest
+                used += step
+            return used
+
+        def one_frame(self, data: bytes, addr: tuple[str, int] | None) -> int:
             try:
                 used: int = TransactionManager.callback_data(self, data, addr)
             except ModbusIOException as exc:

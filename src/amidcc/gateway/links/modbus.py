@@ -8,6 +8,16 @@ plus FC16/FC04 for long data), run under a per-unit lock; what the map cannot ex
 locally (``SNS``, ``RQTL``). The link also reads the native registers, the status bits and the
 action coils for pollers that want values rather than tables.
 
+Pacing. pymodbus runs one transaction at a time per client, so operations on different units of
+one collector only take turns transaction by transaction: a burst of N operations of k
+transactions each then finishes together after N*k transactions, and past the timeout all of
+them fail at once. Operations therefore queue per collector in FIFO order
+(``ModbusSettings.max_in_flight``, 1 by default) and each runs its transactions back to back;
+an operation whose time runs out while queued leaves the queue without sending anything. A
+transaction already sent is never abandoned half-way: when its operation's time runs out, the
+operation fails at once, but the transaction runs on (shielded) until its answer or pymodbus's own
+timeout, so the next request on the connection never meets a late answer to this one.
+
 asyncio and Twisted meet in one place: every operation is a coroutine run with
 ``Deferred.fromFuture(asyncio.ensure_future(...))`` (the reactor is asyncioreactor), and clients
 are built inside coroutines because pymodbus needs the running loop. Supervision is Twisted's:
@@ -108,6 +118,9 @@ class ModbusSettings:
     """Delay between polls of a window that answers BUSY."""
     max_no_responses: int = 20
     """Unanswered transactions in a row after which pymodbus drops the connection."""
+    max_in_flight: int = 1
+    """Operations running at once through one collector; the rest wait in FIFO order (see
+    "Pacing": more than one only interleaves their transactions on the one client)."""
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> ModbusSettings:
@@ -159,10 +172,17 @@ class _Endpoint:
     delay: float = 0.0
     retry_call: Any = None
     pending: set[_Call] = field(default_factory=set)
+    slots: asyncio.Semaphore | None = None
     locks: dict[int, asyncio.Lock] = field(default_factory=dict)
     sequence: dict[int, int] = field(default_factory=dict)
     credential_at: dict[int, float] = field(default_factory=dict)
     path_down: set[int] = field(default_factory=set)
+
+    def slot(self, limit: int) -> asyncio.Semaphore:
+        """The collector's operation slots (made on first use, inside the running loop)."""
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(limit)
+        return self.slots
 
     def lock(self, unit: int) -> asyncio.Lock:
         lk = self.locks.get(unit)
@@ -365,7 +385,7 @@ class ModbusLink:
             return fail(LinkDown(f"Modbus collector {ep.name} is {ep.state.value}"))
 
         async def locked() -> _T:
-            async with ep.lock(unit):
+            async with ep.slot(self.settings.max_in_flight), ep.lock(unit):
                 return await operation(ep, unit)
 
         call = _Call(asyncio.ensure_future(locked()))
@@ -408,8 +428,10 @@ class ModbusLink:
 
         if ep.client is None:
             raise LinkDown(f"Modbus collector {ep.name} is not connected")
+        transaction = asyncio.ensure_future(send(ep.client))
+        transaction.add_done_callback(_retrieve)  # an abandoned one's error is nobody's
         try:
-            response = await send(ep.client)
+            response = await asyncio.shield(transaction)  # see "Pacing"
         except ModbusIOException as e:
             raise _NoResponse(str(e)) from None
         code = getattr(response, "exception_code", 0) if response.isError() else 0
@@ -521,6 +543,11 @@ class ModbusLink:
         r = await self._call(ep, unit, lambda c: c.read_input_registers(
             address, count=count, device_id=unit))  # fmt: skip
         return _registers(r, ep, unit)
+
+
+def _retrieve(transaction: asyncio.Future[Any]) -> None:
+    if not transaction.cancelled():
+        transaction.exception()
 
 
 def _writer(address: int, words: Sequence[int], unit: int) -> Callable[[Any], Any]:
