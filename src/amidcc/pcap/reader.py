@@ -71,27 +71,21 @@ def read_frame_tuples(path: str | Path) -> Iterator[tuple[float, int, bytes]]:
     """:func:`read_frames` as ``(ts, linktype, data)`` tuples (the analyser's hot path)."""
     with open(path, "rb") as f:
         head = f.read(24)
-        if len(head) == 24 and head[:4] in _PCAP_MAGICS:
-            yield from _read_pcap(f, head)
-            return
+        if len(head) == 24 and head[:4] in _PCAP_MAGICS:  # classic pcap, read here
+            endian, divisor = _PCAP_MAGICS[head[:4]]
+            (linktype,) = struct.unpack(endian + "I", head[20:24])
+            record = struct.Struct(endian + "IIII").unpack
+            read = f.read
+            while True:
+                header = read(16)
+                if len(header) < 16:
+                    return
+                sec, usec, caplen, _ = record(header)
+                data = read(min(caplen, MAX_FRAME))
+                if caplen > MAX_FRAME:
+                    f.seek(caplen - MAX_FRAME, 1)
+                yield float(sec + usec / divisor), linktype, data
     yield from _read_with_scapy(path)
-
-
-def _read_pcap(f: Any, head: bytes) -> Iterator[tuple[float, int, bytes]]:
-    """The records of a classic pcap file whose 24-byte header ``head`` has been read."""
-    endian, divisor = _PCAP_MAGICS[head[:4]]
-    (linktype,) = struct.unpack(endian + "I", head[20:24])
-    record = struct.Struct(endian + "IIII").unpack
-    read = f.read
-    while True:
-        header = read(16)
-        if len(header) < 16:
-            return
-        sec, usec, caplen, _ = record(header)
-        data = read(min(caplen, MAX_FRAME))
-        if caplen > MAX_FRAME:
-            f.seek(caplen - MAX_FRAME, 1)
-        yield float(sec + usec / divisor), linktype, data
 
 
 def _read_with_scapy(path: str | Path) -> Iterator[tuple[float, int, bytes]]:
