@@ -136,9 +136,13 @@ def service_label(code: int) -> str:
 # --- Zeek value rendering -------------------------------------------------------------------------
 
 
+# Byte value -> its escape, for the bytes Zeek escapes (str.translate does the loop in C).
+_ZEEK_ESCAPES = {b: f"\\x{b:02x}" for b in range(256) if not 0x20 <= b < 0x7F or b == 0x5C}
+
+
 def zeek_bytes(raw: bytes) -> str:
     """Zeek's escaping of a binary string: printable ASCII as is, the rest (and ``\\``) as \\xNN."""
-    return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
+    return bytes(raw).decode("latin-1").translate(_ZEEK_ESCAPES)
 
 
 def zeek_text(value: Value) -> str:
@@ -537,11 +541,25 @@ def log_rows(record: MessageRecord) -> list[tuple[str, Row]]:
 # --- JSON -----------------------------------------------------------------------------------------
 
 
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """A dataclass's field names (None for other types), once per type."""
+    try:
+        return _FIELD_NAMES[cls]
+    except KeyError:
+        names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
+        _FIELD_NAMES[cls] = names
+        return names
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
 def _jsonable(value: Any) -> Any:
     """Dataclasses to dicts (with their type), bytes to hex, enums to names."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    names = None if isinstance(value, type) else _field_names(type(value))
+    if names is not None:
         out = {"type": type(value).__name__}
-        out.update({f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)})
+        out.update({name: _jsonable(getattr(value, name)) for name in names})
         return out
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
