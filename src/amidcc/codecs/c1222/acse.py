@@ -339,28 +339,7 @@ def _decode_authentication(buf: bytes, start: int, end: int) -> CallingAuthentic
     return CallingAuthentication(key_id=key_id, iv=iv, indirect_reference=reference)
 
 
-#: Decoded user information by its encoding, for the small ones (a head-end sends the same requests
-#: again and again; UserInformation is immutable). Cleared when full.
-_USER_INFORMATION_CACHE: dict[bytes, UserInformation] = {}
-_USER_INFORMATION_CACHE_SIZE = 1024
-_USER_INFORMATION_CACHE_MAX_LENGTH = 128
-
-
 def _decode_user_information(buf: bytes, start: int, end: int) -> UserInformation:
-    # Like a title, user information that decodes has read nothing outside buf[start:end].
-    if end - start > _USER_INFORMATION_CACHE_MAX_LENGTH:
-        return _decode_user_information_uncached(buf, start, end)
-    key = buf[start:end]
-    info = _USER_INFORMATION_CACHE.get(key)
-    if info is None:
-        info = _decode_user_information_uncached(buf, start, end)
-        if len(_USER_INFORMATION_CACHE) >= _USER_INFORMATION_CACHE_SIZE:
-            _USER_INFORMATION_CACHE.clear()
-        _USER_INFORMATION_CACHE[key] = info
-    return info
-
-
-def _decode_user_information_uncached(buf: bytes, start: int, end: int) -> UserInformation:
     tag, x_start, x_end = _only_child(buf, start, end, "user information")
     if tag != 0x28:
         raise RemoteProtocolError(f"user information is not EXTERNAL (28), found {tag:#04x}")

@@ -158,28 +158,9 @@ def security_mode_of(control: int) -> SecurityMode:
     return _SECURITY_MODES[mode]
 
 
-#: Decoded EPSEMs by their bytes, for the small ones (a head-end sends the same requests again and
-#: again; Epsem is immutable). Cleared when full.
-_EPSEM_CACHE: dict[bytes, Epsem] = {}
-_EPSEM_CACHE_SIZE = 1024
-_EPSEM_CACHE_MAX_LENGTH = 128
-
-
 def decode_epsem(data: bytes | bytearray | memoryview) -> Epsem:
     """Decode a plaintext EPSEM (after decryption in mode 2); secured modes end with the MAC."""
     buf = bytes(data)
-    if len(buf) > _EPSEM_CACHE_MAX_LENGTH:
-        return _decode_epsem(buf)
-    epsem = _EPSEM_CACHE.get(buf)
-    if epsem is None:
-        epsem = _decode_epsem(buf)
-        if len(_EPSEM_CACHE) >= _EPSEM_CACHE_SIZE:
-            _EPSEM_CACHE.clear()
-        _EPSEM_CACHE[buf] = epsem
-    return epsem
-
-
-def _decode_epsem(buf: bytes) -> Epsem:
     if not buf:
         raise RemoteProtocolError("empty EPSEM")
     control = buf[0]
