@@ -252,7 +252,17 @@ class SummaryBuilder:
             acc.received += 1
             acc.requests_received += kind is MessageKind.REQUEST
         for service in record.services:
-            self._service(service, sender)
+            if service.error is not None:
+                self.malformed["service"] += 1
+                if sender is not None:
+                    sender.malformed_services += 1
+            if service.is_request:
+                self._service_acc(request_name(service)).requests += 1
+                continue
+            code = _CODE_NAMES[service.raw[0]]
+            self._codes[code] += 1
+            if sender is not None:
+                sender.codes[code] += 1
         if kind is MessageKind.RESPONSE:
             self._response(record, sender)
 
@@ -261,19 +271,6 @@ class SummaryBuilder:
         if acc is None:
             acc = self._services[name] = _ServiceAcc()
         return acc
-
-    def _service(self, service: ServiceRecord, sender: _MeterAcc | None) -> None:
-        if service.error is not None:
-            self.malformed["service"] += 1
-            if sender is not None:
-                sender.malformed_services += 1
-        if service.is_request:
-            self._service_acc(request_name(service)).requests += 1
-            return
-        code = _CODE_NAMES[service.raw[0]]
-        self._codes[code] += 1
-        if sender is not None:
-            sender.codes[code] += 1
 
     def _response(self, record: MessageRecord, sender: _MeterAcc | None) -> None:
         if record.answers is None:
@@ -346,14 +343,29 @@ class SummaryBuilder:
 def answered_name(service: ServiceRecord) -> str | None:
     """For a response service: the name of the request service it answers (None if unknown)."""
     if service.request is not None:
-        return psem.service_name(service.request)
+        return _request_type_name(type(service.request), service.request)
     if service.request_code is None:
         return None
-    return psem.REQUEST_NAMES.get(service.request_code, f"code {service.request_code:#04x}")
+    return _code_request_name(service.request_code)
 
 
 def request_name(service: ServiceRecord) -> str:
     """Summary name of a request service (psem's short name, or the code for unknown ones)."""
     if isinstance(service.decoded, psem.Request):
-        return psem.service_name(service.decoded)
-    return psem.REQUEST_NAMES.get(service.code, f"code {service.code:#04x}")
+        return _request_type_name(type(service.decoded), service.decoded)
+    return _code_request_name(service.raw[0])
+
+
+# A request's name depends on its type only (psem.service_name), an undecoded one's on its code.
+_TYPE_NAMES: dict[type, str] = {}
+
+
+def _request_type_name(cls: type, request: psem.Request) -> str:
+    name = _TYPE_NAMES.get(cls)
+    if name is None:
+        name = _TYPE_NAMES[cls] = psem.service_name(request)
+    return name
+
+
+def _code_request_name(code: int) -> str:
+    return psem.REQUEST_NAMES.get(code) or f"code {code:#04x}"
