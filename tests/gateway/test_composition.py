@@ -184,3 +184,32 @@ def test_a_failed_unit_waits_retry_after_and_a_down_collector_waits_for_a_step()
     enrol.step()
     link.answer_all()
     assert len(enrol.enrolled) == 10 and enrol.pending == 0
+
+
+def test_capture_is_attached_for_the_daemon_and_taps_every_c1222_link(tmp_path: Path) -> None:
+    from amidcc.gateway.capture import CaptureService
+    from amidcc.gateway.tap import Options, makeService
+
+    options = Options()
+    options.parseOptions([])
+    assert "capture" in makeService(options).stores  # twistd's gateway has it
+    reactor = MemoryReactorClock()
+    config = parse_config({
+        "gateway": {"state_dir": str(tmp_path / "state")},
+        "mqtt": {"enabled": True}, "capture": {"pcap": "gw.pcap"},
+    })  # fmt: skip
+    gateway = build_service(config, reactor, metrics=GatewayMetrics(process=False), capture=True)
+    gateway._log_setup.publisher = LogPublisher()
+    service = gateway.stores["capture"]
+    assert isinstance(service, CaptureService) and service.capture is not None
+    gateway.startService()
+    try:
+        assert [s.name for s in gateway.links] == ["capture", "c1222", "mqtt"]
+        listener: Any = gateway.stores["c1222"]
+        mqtt: Any = gateway.stores["mqtt"]
+        for link in (listener.tcp, mqtt.c1222):
+            assert service.capture in link.taps
+    finally:
+        gateway.stopService()
+    assert (tmp_path / "state" / "gw.pcap").exists()
+    assert "capture" not in build_service(config, reactor).stores  # tests attach their own

@@ -1,6 +1,8 @@
 """The real daemon (twistd on the asyncio reactor) against ``amidcc simulate fleet``, both as
-subprocesses on loopback: the fleet's C12.22 meters register, the Modbus meters are enrolled, and
-the scheduler reads them (checked through the operator API and /metrics)."""
+subprocesses on loopback, with a real MQTT broker between them for the RF mesh: the fleet's
+C12.22 and mesh meters register, the Modbus meters are enrolled, and the scheduler reads them on
+all three links (checked through the operator API, /health and /metrics); ``[capture] pcap``
+records the traffic."""
 
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from amidcc.net.broker import BrokerError, BrokerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -59,8 +64,37 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def test_daemon_reads_a_simulated_fleet(tmp_path: Path) -> None:
+@pytest.fixture
+def broker() -> Iterator[BrokerProcess | None]:
+    """A broker for the mesh share; None (the test runs without it) where none is installed."""
+    try:
+        started = BrokerProcess.start()
+    except BrokerError:
+        yield None
+        return
+    with started:
+        yield started
+
+
+#: The fleet's split of METERS (amidcc.demo.fleet.split): Modbus 10 %, RF mesh 20 %, TCP the rest.
+MODBUS, MESH = 4, 8
+
+
+def test_daemon_reads_a_simulated_fleet(tmp_path: Path, broker: BrokerProcess | None) -> None:
     c1222, api, metrics, modbus = free_port(), free_port(), free_port(), free_port()
+    mesh = MESH if broker is not None else 0
+    mqtt_section = (
+        f"""[mqtt]
+enabled = true
+url = "{broker.url}"
+reconnect_min = "100ms"
+reconnect_max = "1s"
+"""
+        if broker is not None
+        else ""
+    )
+    mqtt_args = ["--mqtt", broker.url, "--cells", "2", "--relays", "2"] if broker else []
+    links = {"c1222-tcp", "modbus"} | ({"mqtt"} if broker is not None else set())
     config = tmp_path / "amidcc.toml"
     config.write_text(f"""
 [gateway]
@@ -85,14 +119,16 @@ clock_check_interval = "5s"
 listen = "tcp:{api}:interface=127.0.0.1"
 [metrics]
 listen = "tcp:{metrics}:interface=127.0.0.1"
-""")
+[capture]
+pcap = "fleet.pcap"
+{mqtt_section}""")
     daemon_log, fleet_log = tmp_path / "daemon.log", tmp_path / "fleet.log"
     with daemon_log.open("wb") as dlog, fleet_log.open("wb") as flog:
         fleet = subprocess.Popen(
             [str(BIN / "amidcc"), "simulate", "fleet", "--meters", str(METERS),
              "--tcp", f"127.0.0.1:{c1222}", "--modbus-collectors", "1",
              "--modbus-port", str(modbus), "--password", "master", "--seed", "5",
-             "--duration", "40"],
+             "--duration", "40", *mqtt_args],
             stdout=flog, stderr=subprocess.STDOUT,
         )  # fmt: skip
         daemon = subprocess.Popen(
@@ -112,7 +148,7 @@ listen = "tcp:{metrics}:interface=127.0.0.1"
                 reads = samples(text, "amidcc_request_latency_seconds_count") if text else {}
                 read_links = {dict(k)["link"] for k, v in reads.items()
                               if dict(k)["operation"] == "read" and v > 0}  # fmt: skip
-                if meters.get("total") == METERS and {"c1222-tcp", "modbus"} <= read_links:
+                if meters.get("total") == METERS and links <= read_links:
                     break
                 time.sleep(0.5)
             else:
@@ -122,14 +158,25 @@ listen = "tcp:{metrics}:interface=127.0.0.1"
                 )
             ratio = samples(text, "amidcc_read_success_ratio")
             assert ratio and all(0.0 <= v <= 1.0 for v in ratio.values())
-            for link, count in (("modbus", 4), ("c1222-tcp", METERS - 4)):
+            counts = {"modbus": MODBUS, "mqtt": mesh, "c1222-tcp": METERS - MODBUS - mesh}
+            for link, count in counts.items():
                 status, body = fetch(f"http://127.0.0.1:{api}/api/meters?link={link}&limit=1")
-                assert status == 200 and json.loads(body)["total"] == count
+                assert status == 200 and json.loads(body)["total"] == count, (link, body)
             assert set(samples(text, "amidcc_meters_registered")) >= {
-                (("link", "modbus"),),
-                (("link", "c1222-tcp"),),
+                (("link", name),) for name in links
             }
+            status, body = fetch(f"http://127.0.0.1:{metrics}/health")
+            checks = json.loads(body)["checks"]
+            assert status == 200 and checks.get("mqtt", "absent") == (
+                "ok" if broker is not None else "absent"
+            )
         finally:
             stop(daemon)
             stop(fleet)
-    assert "fleet summary" in fleet_log.read_text()
+    # [capture] pcap (under state_dir): the daemon recorded its C12.22 traffic, closed on stop
+    pcap = tmp_path / "state" / "fleet.pcap"
+    assert pcap.exists() and pcap.stat().st_size > 24, daemon_log.read_text()[-2000:]
+    summary = fleet_log.read_text()
+    assert "fleet summary" in summary
+    if broker is not None:
+        assert f"RF mesh: {MESH} registered in 2 cells" in summary

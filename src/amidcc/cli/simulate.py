@@ -4,7 +4,8 @@
 
     amidcc simulate meter --optical tcp:PORT [--baud B] [--pace] [--local-port POLICY]
                           [--scenario FILE] [--seed S] [--fault SPEC ...]
-    amidcc simulate fleet --meters N [--tcp HOST:PORT] [--udp HOST:PORT] [--mqtt URL]
+    amidcc simulate fleet --meters N [--tcp HOST:PORT] [--udp HOST:PORT]
+                          [--mqtt URL [--cells C] [--relays R] [--topic-prefix P]]
                           [--modbus-collectors K] [--modbus-port P] [--scenario FILE]
                           [--seed S] [--duration S] [--fault SPEC ...]
 
@@ -209,12 +210,13 @@ def _print_summary(factory: Any) -> None:
 def _register_fleet(what: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = what.add_parser(
         "fleet",
-        help="a fleet of meters on C12.22/TCP (and UDP, Modbus/TCP collectors)",
+        help="a fleet of meters on C12.22/TCP (and UDP, RF mesh over MQTT, Modbus/TCP)",
         description=(
             "Run N simulated meters against a head-end: C12.22 over TCP to --tcp (meters behind "
-            "collectors, some on their own connection), optionally some over UDP, and some behind "
-            "Modbus/TCP collectors the head-end polls. Shows progress while they register and a "
-            "summary when it stops (after --duration, or on Ctrl-C)."
+            "collectors, some on their own connection), optionally some over UDP, some in an RF "
+            "mesh on an MQTT broker (cells of relays; the head-end subscribes to the cells' "
+            "uplinks) and some behind Modbus/TCP collectors the head-end polls. Shows progress "
+            "while they register and a summary when it stops (after --duration, or on Ctrl-C)."
         ),
     )
     p.add_argument("--meters", type=int, default=None, help="fleet size (default: the scenario's)")
@@ -222,7 +224,21 @@ def _register_fleet(what: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--tcp", metavar="HOST:PORT", default="127.0.0.1:1153", help="head-end C12.22 TCP address"
     )
     p.add_argument("--udp", metavar="HOST:PORT", help="also put some meters on C12.22/UDP here")
-    p.add_argument("--mqtt", metavar="URL", help="RF mesh over MQTT (not available yet)")
+    p.add_argument(
+        "--mqtt", metavar="URL",
+        help="put 20%% of the meters in an RF mesh on this broker (mqtt://HOST[:PORT])",
+    )  # fmt: skip
+    p.add_argument(
+        "--cells", type=int, default=None, metavar="C",
+        help="RF cells (default: one per 100 mesh meters)",
+    )  # fmt: skip
+    p.add_argument(
+        "--relays", type=int, default=4, metavar="R", help="relays per RF cell (default 4)"
+    )
+    p.add_argument(
+        "--topic-prefix", default="amidcc", metavar="P",
+        help="first level of the mesh's topics: the gateway's [mqtt] topic_prefix (default amidcc)",
+    )  # fmt: skip
     p.add_argument(
         "--modbus-collectors", type=int, default=0, metavar="K", help="Modbus/TCP collectors"
     )
@@ -247,12 +263,12 @@ def _register_fleet(what: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run_fleet(args: argparse.Namespace) -> int:
-    if args.mqtt:
-        return _usage("--mqtt: the RF mesh simulator is not available yet")
     try:
         scenario, faults = _load_meter_scenario(args)
         tcp = _host_port(args.tcp, "--tcp")
         udp = _host_port(args.udp, "--udp") if args.udp else None
+        if args.mqtt:
+            _check_mqtt_url(args.mqtt)
     except ValueError as err:
         return _usage(str(err))
     if args.meters is not None and args.meters < 1:
@@ -266,6 +282,15 @@ def run_fleet(args: argparse.Namespace) -> int:
         return _usage(str(err))
     runner = FleetRunner(reactor, plan, tcp=tcp, udp=udp)
     return runner.run_until_stopped(args.duration, out=sys.stdout)
+
+
+def _check_mqtt_url(url: str) -> None:
+    from amidcc.net.mqtt_config import parse_mqtt_url
+
+    try:
+        parse_mqtt_url(url)
+    except ValueError as err:
+        raise ValueError(f"--mqtt: {err}") from None
 
 
 def _host_port(text: str, option: str) -> tuple[str, int]:

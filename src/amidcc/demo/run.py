@@ -5,6 +5,10 @@ gateway's stores (registry, scheduler, event log, trouble sink) and metrics, not
 scraped or parsed, and one Ctrl-C stops everything. The fleet is the same :class:`FleetRunner`
 ``amidcc simulate fleet`` runs, and the gateway is the one twistd runs (:func:`build_service`);
 the integration test of the separate-process set-up is ``tests/integration/test_daemon_fleet.py``.
+
+The RF mesh needs a real MQTT broker: the demo starts one as a child process
+(:class:`~amidcc.net.broker.BrokerProcess`: mosquitto where installed, otherwise amqtt) and stops
+it at the end. Without either, the demo says so and runs without the mesh share.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from twisted.internet.task import LoopingCall, deferLater
 from amidcc.gateway.config import Config, parse_config
 from amidcc.gateway.metrics import GatewayMetrics
 from amidcc.gateway.tap import GatewayService, build_service
+from amidcc.net.broker import BrokerError, BrokerProcess
+from amidcc.pcap.writer import C1222_PORT
 from amidcc.simulators import Scenario, parse_fault_arg
 
-from .fleet import FleetPlan, FleetRunner
+from .fleet import FleetPlan, FleetRunner, MeshShape
 
 __all__ = ["DEMO_FAULTS", "Demo", "demo_config", "latency_quantiles"]
 
@@ -51,13 +57,26 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def demo_config(state_dir: Path, duration: float, modbus: list[dict[str, object]]) -> Config:
-    """The embedded demo configuration: loopback on free ports, reads several times a run."""
+def demo_config(
+    state_dir: Path,
+    duration: float,
+    modbus: list[dict[str, object]],
+    *,
+    mqtt: str | None = None,
+    pcap: Path | None = None,
+) -> Config:
+    """The embedded demo configuration: loopback on free ports, reads several times a run; the
+    RF-mesh link on the broker at ``mqtt`` and the capture to ``pcap`` when given."""
     cycle = f"{max(2.0, duration / 4):.1f}s"
     loop = "interface=127.0.0.1"
+    mqtt_section: dict[str, object] = {"enabled": False}
+    if mqtt is not None:
+        mqtt_section = {"enabled": True, "url": mqtt, "reconnect_min": "100ms",
+                        "reconnect_max": "2s"}  # fmt: skip
     return parse_config(
         {
             "gateway": {"name": "demo", "state_dir": str(state_dir)},
+            "mqtt": mqtt_section,
             "c1222": {
                 "listen": f"tcp:{free_port()}:{loop}",
                 "udp_listen": f"udp:{free_port(socket.SOCK_DGRAM)}:{loop}",
@@ -71,6 +90,7 @@ def demo_config(state_dir: Path, duration: float, modbus: list[dict[str, object]
                          "clock_check_interval": cycle},
             "api": {"listen": f"tcp:{free_port()}:{loop}"},
             "metrics": {"listen": f"tcp:{free_port()}:{loop}"},
+            "capture": {"pcap": str(pcap)} if pcap is not None else {},
         },
         source="<demo>",
     )  # fmt: skip
@@ -102,57 +122,122 @@ class Demo:
         duration: float = 30.0,
         seed: int = 1,
         out: IO[str] | None = None,
+        pcap: Path | None = None,
     ) -> None:
         self.reactor = reactor
         self.meters = meters
         self.duration = duration
         self.seed = seed
         self.out = out
+        self.pcap = pcap.resolve() if pcap is not None else None
+        """Where the gateway's C12.22 traffic goes (``--pcap``), or None."""
         self.state_dir = Path(tempfile.mkdtemp(prefix="amidcc-demo-"))
         self.gateway: GatewayService | None = None
         self.fleet: FleetRunner | None = None
+        self.broker: BrokerProcess | None = None
+        self.broker_note = ""
+        """Why the RF mesh did not run, when it did not."""
         self.started = 0.0
 
     def say(self, text: str) -> None:
         if self.out is not None:
             print(text, file=self.out, flush=True)
 
+    def start_broker(self) -> BrokerProcess | None:
+        """A broker child process for the mesh, or None (and :attr:`broker_note`) without one."""
+        try:
+            self.broker = BrokerProcess.start()
+        except BrokerError as err:
+            self.broker_note = f"not run: {err}"
+            self.say(f"demo: no RF mesh ({err})")
+            return None
+        self.say(f"demo: MQTT broker {self.broker.kind} on {self.broker.url}")
+        return self.broker
+
     async def run(self) -> dict[str, Any]:
-        """Start the fleet's collectors, the gateway, the C12.22 meters; wait; summarise; stop."""
-        r = self.reactor
+        """Start the broker, the fleet's collectors, the gateway, the meters; wait; summarise;
+        stop them all."""
+        try:
+            return await self._run()
+        finally:
+            if self.broker is not None:
+                self.broker.stop()
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def plan(self, mesh: MeshShape | None) -> FleetPlan:
+        """The demo's fleet: every link, a few faults on C12.22/TCP meters."""
         faults = [
             parse_fault_arg(spec.format(self.meters - k))
             for spec, k in DEMO_FAULTS
             if self.meters - k >= 0
         ]
-        plan = FleetPlan.build(
-            Scenario(), start=r.seconds(), meters=self.meters, seed=self.seed, faults=faults,
-            password=PASSWORD, udp=True, modbus_collectors=max(1, self.meters // 250),
+        return FleetPlan.build(
+            Scenario(), start=self.reactor.seconds(), meters=self.meters, seed=self.seed,
+            faults=faults, password=PASSWORD, udp=True,
+            modbus_collectors=max(1, self.meters // 250), mesh=mesh,
         )  # fmt: skip
-        fleet = self.fleet = FleetRunner(r, plan)
+
+    async def _run(self) -> dict[str, Any]:
+        r = self.reactor
         self.say(f"demo: {self.meters} meters for {self.duration:g}s (state in {self.state_dir})")
+        broker = self.start_broker()
+        fleet = self.fleet = FleetRunner(
+            r, self.plan(MeshShape(url=broker.url) if broker is not None else None)
+        )
         await fleet.start_modbus()
-        config = demo_config(self.state_dir, self.duration, fleet.modbus_config())
-        gateway = self.gateway = build_service(config, r, metrics=GatewayMetrics(process=False))
+        config = demo_config(
+            self.state_dir, self.duration, fleet.modbus_config(),
+            mqtt=broker.url if broker is not None else None, pcap=self.pcap,
+        )  # fmt: skip
+        gateway = self.gateway = build_service(
+            config, r, metrics=GatewayMetrics(process=False), capture=True
+        )
         gateway.startService()
+        try:
+            await self._start_fleet(config)
+            self.started = r.seconds()
+            progress = LoopingCall(lambda: self.say(self.progress()))
+            progress.clock = r
+            progress.start(2.0, now=False)
+            try:
+                await deferLater(r, self.duration, lambda: None)
+            finally:
+                progress.stop()
+                summary = self.summary()
+        finally:
+            await fleet.stop()
+            await gateway.stopService()
+        summary["capture"] = self.capture_summary()  # once the gateway has closed the file
+        return summary
+
+    def capture_summary(self) -> dict[str, Any] | None:
+        """The pcap file(s) written and how to read them, or None without ``--pcap``."""
+        assert self.gateway is not None
+        service: Any = self.gateway.stores.get("capture")
+        if self.pcap is None or service is None or service.capture is None:
+            return None
+        stats, config = service.capture.stats, self.gateway.config
+        # the listeners' ports, and 1153 where the capture puts the RF cells' flows
+        listens = [config.c1222.listen, config.c1222.udp_listen or ""]
+        ports = [int(text.split(":")[1]) for text in listens if text]
+        ports += [C1222_PORT] if config.mqtt.enabled else []
+        return {
+            "files": [str(f) for f in stats.files], "apdus": stats.apdus,
+            "dropped": stats.dropped, "ports": ports,
+        }  # fmt: skip
+
+    async def _start_fleet(self, config: Config) -> None:
+        """Connect the C12.22 meters and the mesh once the gateway listens (and is subscribed)."""
+        gateway, fleet = self.gateway, self.fleet
+        assert gateway is not None and fleet is not None
         port = await gateway.stores["c1222"].listening  # type: ignore[attr-defined]
         assert config.c1222.udp_listen is not None
         fleet.tcp = ("127.0.0.1", port.getHost().port)
         fleet.udp = ("127.0.0.1", int(config.c1222.udp_listen.split(":")[1]))
         fleet.start_c1222()
-        self.started = r.seconds()
-        progress = LoopingCall(lambda: self.say(self.progress()))
-        progress.clock = r
-        progress.start(2.0, now=False)
-        try:
-            await deferLater(r, self.duration, lambda: None)
-        finally:
-            progress.stop()
-            summary = self.summary()
-            await fleet.stop()
-            await gateway.stopService()
-            shutil.rmtree(self.state_dir, ignore_errors=True)
-        return summary
+        if fleet.plan.mesh:
+            await gateway.stores["mqtt"].connected_once()  # type: ignore[attr-defined]
+            await fleet.start_mesh()
 
     def progress(self) -> str:
         gw = self.gateway
@@ -163,10 +248,36 @@ class Demo:
         sink: Any = gw.stores["trouble_sink"]
         c = sched.counts
         return (
-            f"[{time.strftime('%H:%M:%S')}] meters known {len(registry)}/{self.meters}, "
+            f"[{time.strftime('%H:%M:%S')}] meters known {len(registry)}/{self.meters} "
+            f"({self._known_by_link()}), "
             f"reads {c.reads_ok} ok / {c.reads_failed} failed, self-tests {c.self_tests}, "
             f"events {len(eventlog)}, trouble {len(sink.events)}"
         )
+
+    def _known_by_link(self) -> str:
+        assert self.gateway is not None
+        counts = Counter(str(r.link) for r in self.gateway.stores["registry"])  # type: ignore[attr-defined]
+        return " ".join(f"{link} {n}" for link, n in sorted(counts.items())) or "none yet"
+
+    def links(self) -> dict[str, Any]:
+        """How each link ran: the RF mesh's broker, cells and hops, or why it did not run."""
+        assert self.gateway is not None and self.fleet is not None
+        fleet = self.fleet.summary()
+        if self.broker is None:
+            mqtt: dict[str, Any] = {"broker": None, "note": self.broker_note}
+        else:
+            health = self.gateway.health().checks.get("mqtt", "not wired")
+            mqtt = {"broker": self.broker.kind, "url": self.broker.url, "session": health,
+                    **(fleet["mesh"] or {})}  # fmt: skip
+        return {
+            "c1222-tcp": {"meters": fleet["by_link"]["c1222-tcp"],
+                          "collectors": fleet["c1222_collectors"]},
+            "c1222-udp": {"meters": fleet["by_link"]["c1222-udp"]},
+            "mqtt": {"meters": fleet["by_link"]["mqtt"], **mqtt},
+            "modbus": {"meters": fleet["by_link"]["modbus"],
+                       "collectors": fleet["modbus_collectors"],
+                       "requests": fleet["modbus_requests"]},
+        }  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
         """The run as plain data (what ``--json`` prints)."""
@@ -202,6 +313,7 @@ class Demo:
                 cls.name.lower(): n for cls, n in eventlog.counts_by_class().items()
             },
             "trouble_events": {"total": len(sink.events), "by_failure": dict(trouble)},
+            "links": self.links(),
             "fleet": fleet.summary(),
         }
 
@@ -211,9 +323,13 @@ def render(summary: dict[str, Any]) -> str:
     reads = summary["reads"]
     rate = reads["success_rate"]
     lat = summary["latency_seconds"]
-    lines = [f"amidcc demo: {summary['meters']} meters, {summary['seconds']}s", "meters by link:"]
-    for link, states in sorted(summary["meters_by_link_and_state"].items()):
-        lines.append(f"  {link:10} " + ", ".join(f"{s} {n}" for s, n in sorted(states.items())))
+    lines = [f"amidcc demo: {summary['meters']} meters, {summary['seconds']}s",
+             "meters by link (simulated -> known to the gateway, by state):"]  # fmt: skip
+    known = summary["meters_by_link_and_state"]
+    for link, info in summary["links"].items():
+        states = known.get(link, {})
+        shown = ", ".join(f"{s} {n}" for s, n in sorted(states.items())) or "none"
+        lines.append(f"  {link:10} {info['meters']:5} -> {shown}{_link_note(link, info)}")
     lines += [
         f"reads: {reads['total']} ({reads['ok']} ok, {reads['failed']} failed), success rate "
         + (f"{rate:.1%}" if rate is not None else "n/a"),
@@ -235,7 +351,30 @@ def render(summary: dict[str, Any]) -> str:
         "faults applied: "
         + (", ".join(f"{k} {v}" for k, v in sorted(summary["fleet"]["faults"].items())) or "none"),
     ]
+    capture = summary.get("capture")
+    if capture:
+        first = capture["files"][0] if capture["files"] else "(no file)"
+        ports = " ".join(f"--port {port}" for port in capture["ports"])
+        lines.append(
+            f"capture: {capture['apdus']} C12.22 APDUs in {', '.join(capture['files'])} "
+            f"({capture['dropped']} dropped); read it with: amidcc pcap analyze {first} {ports}"
+        )
     return "\n".join(lines)
+
+
+def _link_note(link: str, info: dict[str, Any]) -> str:
+    if link == "mqtt":
+        if info.get("broker") is None:
+            return f"  (RF mesh {info.get('note') or 'not run'})"
+        return (
+            f"  ({info.get('cells', 0)} cells, {info.get('relays', 0)} relays, "
+            f"{info.get('hops', 0)} hops via {info['broker']}; session {info.get('session')})"
+        )
+    if link == "modbus":
+        return f"  ({info['collectors']} collectors, {info['requests']} Modbus requests)"
+    if link == "c1222-tcp":
+        return f"  ({info['collectors']} C12.22 collectors)"
+    return ""
 
 
 def _secs(value: float | None) -> str:

@@ -87,19 +87,30 @@ def makeService(options: Options) -> MultiService:
     """twistd's entry point: the gateway on the installed (global) reactor."""
     from twisted.internet import reactor  # only now: twistd has installed the chosen reactor
 
-    return build_service(options.loaded, reactor)
+    return build_service(options.loaded, reactor, capture=True)
 
 
 def build_service(
-    config: Config, reactor: Reactor, *, metrics: GatewayMetrics | None = None
+    config: Config,
+    reactor: Reactor,
+    *,
+    metrics: GatewayMetrics | None = None,
+    capture: bool = False,
 ) -> GatewayService:
     """The whole gateway for ``config`` on ``reactor`` (not started).
 
     The stores, links, scheduler and intake are wired when it starts (:class:`Composition`), so
-    building it touches no file and opens no socket.
+    building it touches no file and opens no socket. With ``capture`` (the daemon and the demo),
+    :func:`~amidcc.gateway.capture.attach_capture` adds the pcap capture of ``[capture] pcap`` and
+    the runtime-switchable frame tracer (``stores["capture"]``, ``stores["tracer"]``); without
+    it, tests may attach their own.
     """
     gateway = GatewayService(config, reactor, metrics=metrics)
     gateway.add_store_service("composition", Composition(gateway))
+    if capture:
+        from amidcc.gateway.capture import attach_capture
+
+        attach_capture(gateway)
     return gateway
 
 
