@@ -205,6 +205,7 @@ class Demo:
                 progress.stop()
                 summary = self.summary()
         finally:
+            await self._quiesce()
             await fleet.stop()
             await gateway.stopService()
         summary["capture"] = self.capture_summary()  # once the gateway has closed the file
@@ -225,6 +226,17 @@ class Demo:
             "files": [str(f) for f in stats.files], "apdus": stats.apdus,
             "dropped": stats.dropped, "ports": ports,
         }  # fmt: skip
+
+    async def _quiesce(self, limit: float = 10.0) -> None:
+        """Stop scheduling and let the operations in progress end (at most ``limit`` s) before
+        the meters go: a link dropping a deep queue of requests fails them all at once."""
+        gateway = self.gateway
+        assert gateway is not None
+        await gateway.jobs.stopService()  # type: ignore[no-untyped-call]
+        scheduler: Any = gateway.stores.get("scheduler")
+        deadline = self.reactor.seconds() + limit
+        while scheduler is not None and scheduler.outstanding and self.reactor.seconds() < deadline:
+            await deferLater(self.reactor, 0.1, lambda: None)
 
     async def _start_fleet(self, config: Config) -> None:
         """Connect the C12.22 meters and the mesh once the gateway listens (and is subscribed)."""
