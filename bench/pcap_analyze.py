@@ -3,7 +3,8 @@
 Writes a capture of about 20k packets (C12.22 Partial Read exchanges between a head-end and 100
 meters, one TCP connection per meter, every response carrying different data, written by
 ``amidcc.pcap.writer``) into a temporary folder, then times, on that same file in the same run
-(imports done beforehand, best of ``--repeat`` runs each):
+(imports done beforehand; ``--repeat`` rounds that run each once, in turn, so that a change in
+the machine's load touches all of them alike; the best round of each counts):
 
 * reading alone: amidcc's reader (classic pcap read directly; the floor under the fast path), and
   scapy's raw reader (which amidcc uses for pcapng and gzip);
@@ -55,14 +56,11 @@ def write_capture(path: Path, packets: int, meters: int = 100) -> int:
         return writer.frames_written
 
 
-def timed(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
-    """Best of ``repeat`` runs (the least disturbed by other processes), and the frame count."""
-    best, count = float("inf"), 0
-    for _ in range(repeat):
-        start = time.perf_counter()
-        count = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, count
+def timed(fn: Callable[[], int]) -> tuple[float, int]:
+    """Seconds one run takes, and the frame count it returns."""
+    start = time.perf_counter()
+    count = fn()
+    return time.perf_counter() - start, count
 
 
 def warm_up() -> None:
@@ -119,7 +117,7 @@ def scapy_dissection(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=20000)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each, the best counts")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each run's best counts")
     args = parser.parse_args()
     warm_up()
     with tempfile.TemporaryDirectory() as folder:
@@ -133,12 +131,15 @@ def main() -> None:
             ("amidcc pcap analyze --json (fast path + rendering)", lambda: fast_path(path, True)),
             ("scapy full dissection (PcapReader + amidcc layers)", lambda: scapy_dissection(path)),
         ]
-        rates = {}
-        for name, fn in runs:
-            seconds, count = timed(fn, args.repeat)
-            assert count == frames, (name, count, frames)
-            rates[name] = count / seconds
-            report(name, rates[name], "packets/s")
+        best = dict.fromkeys((name for name, _ in runs), float("inf"))
+        for _ in range(args.repeat):
+            for name, fn in runs:
+                seconds, count = timed(fn)
+                assert count == frames, (name, count, frames)
+                best[name] = min(best[name], seconds)
+        rates = {name: frames / seconds for name, seconds in best.items()}
+        for name, rate in rates.items():
+            report(name, rate, "packets/s")
         ratio = rates[runs[2][0]] / rates[runs[4][0]]
         print(f"fast path / scapy dissection: {ratio:.1f}x")
 
