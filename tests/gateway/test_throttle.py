@@ -134,3 +134,25 @@ def test_connection_cap_is_a_sliding_window() -> None:
     assert cap.allow(0.99) is False
     assert cap.allow(1.05) is True  # the one at 0.0 left the window
     assert (cap.accepted, cap.refused) == (4, 2)
+
+
+def test_a_deep_queue_whose_requests_fail_at_once_drains_completely() -> None:
+    """A link drops with thousands queued: each waiter's request fails synchronously and releases
+    inside the previous release. Every one must still fire (no RecursionError, no lost waiter)."""
+    throttle = RequestThrottle(per_link=1, per_collector=1)
+    gate: Deferred[None] = Deferred()
+    first = throttle.run("c1222-tcp", "col-1", lambda: gate)
+    outcomes: list[str] = []
+
+    def failing() -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        d.errback(RuntimeError("link down"))
+        return d
+
+    queued = [throttle.run("c1222-tcp", "col-1", failing) for _ in range(3000)]
+    for d in queued:
+        d.addCallbacks(lambda _: outcomes.append("ok"), lambda f: outcomes.append(f.type.__name__))
+    gate.callback(None)
+    assert first.called
+    assert outcomes == ["RuntimeError"] * 3000
+    assert throttle.in_flight("c1222-tcp") == 0

@@ -44,6 +44,7 @@ class InflightLimit:
         self.peak = 0
         """Most holders ever seen at once."""
         self._waiting: deque[Deferred[None]] = deque()
+        self._dispatching = False
 
     @property
     def queued(self) -> int:
@@ -81,9 +82,21 @@ class InflightLimit:
         if self.in_flight <= 0:
             raise RuntimeError("release() without acquire()")
         self.in_flight -= 1
-        if self._waiting and self.in_flight < self.limit:
-            self._take()
-            self._waiting.popleft().callback(None)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        # A loop, not recursion: a waiter whose request fails at once (its link just dropped)
+        # releases inside callback(); that nested release only returns here, so a queue of any
+        # depth drains without growing the stack.
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while self._waiting and self.in_flight < self.limit:
+                self._take()
+                self._waiting.popleft().callback(None)
+        finally:
+            self._dispatching = False
 
 
 class RequestThrottle:
