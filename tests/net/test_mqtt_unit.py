@@ -250,3 +250,17 @@ def test_docs_state_table_matches_the_code() -> None:
         if len(cells) == 3 and cells[0] in MqttState.__members__ and cells[1] in _In.__members__:
             rows.add((MqttState[cells[0]], _In[cells[1]], MqttState[cells[2]]))
     assert rows == {(s, i, n) for (s, i), n in _TRANSITIONS.items()}
+
+
+def test_credentials_in_the_url_are_used_and_never_shown() -> None:
+    from amidcc.net.mqtt_config import MqttConfig, redact_url
+
+    cfg = MqttConfig(url="mqtt://gw:s3cret@127.0.0.1:1883")
+    assert (cfg.username, cfg.password) == ("gw", "s3cret")
+    assert cfg.safe_url == "mqtt://gw:***@127.0.0.1:1883"
+    assert redact_url("mqtt://127.0.0.1:1883") == "mqtt://127.0.0.1:1883"
+    explicit = MqttConfig(url="mqtt://gw:s3cret@127.0.0.1:1883", username="other", password="pw")
+    assert (explicit.username, explicit.password) == ("other", "pw")
+    with pytest.raises(ValueError) as err:
+        MqttConfig(url="mqtts://gw:s3cret@127.0.0.1:8883")
+    assert "s3cret" not in str(err.value)

@@ -288,8 +288,8 @@ class MqttClient:
 
     @property
     def url(self) -> str:
-        """The broker URL this client connects to."""
-        return self.config.url
+        """The broker URL this client connects to, password redacted (it goes into logs)."""
+        return self.config.safe_url
 
     def stats(self) -> MqttStats:
         """A snapshot of the counters."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 __all__ = [
     "DEFAULT_PORT",
@@ -19,6 +19,7 @@ __all__ = [
     "MqttQueueFull",
     "MqttSubscribeError",
     "parse_mqtt_url",
+    "redact_url",
 ]
 
 DEFAULT_PORT = 1883
@@ -77,19 +78,30 @@ class MqttAddress:
     """TCP port; 1883 when the URL names none."""
 
 
-def parse_mqtt_url(url: str) -> MqttAddress:
-    """Parse ``mqtt://host[:port]`` (also ``tcp://``); raise ``ValueError`` naming what is wrong."""
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: the form that may appear in logs and errors."""
     parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def parse_mqtt_url(url: str) -> MqttAddress:
+    """Parse ``mqtt://[user[:password]@]host[:port]`` (also ``tcp://``); raise ``ValueError``
+    naming what is wrong (with the password redacted)."""
+    parts = urlsplit(url)
+    shown = redact_url(url)
     if parts.scheme not in ("mqtt", "tcp"):
-        raise ValueError(f"MQTT URL {url!r}: scheme must be mqtt:// (TLS is not supported yet)")
+        raise ValueError(f"MQTT URL {shown!r}: scheme must be mqtt:// (TLS is not supported yet)")
     try:
         port = parts.port
     except ValueError as err:
-        raise ValueError(f"MQTT URL {url!r}: bad port") from err
+        raise ValueError(f"MQTT URL {shown!r}: bad port") from err
     if not parts.hostname:
-        raise ValueError(f"MQTT URL {url!r}: no host")
+        raise ValueError(f"MQTT URL {shown!r}: no host")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"MQTT URL {url!r}: unexpected path, query or fragment")
+        raise ValueError(f"MQTT URL {shown!r}: unexpected path, query or fragment")
     return MqttAddress(host=parts.hostname, port=DEFAULT_PORT if port is None else port)
 
 
@@ -130,6 +142,12 @@ class MqttConfig:
 
     def __post_init__(self) -> None:
         parse_mqtt_url(self.url)
+        credentials = urlsplit(self.url)
+        if self.username is None and credentials.username is not None:
+            # Credentials in the URL are the usual way to give them; explicit fields win.
+            object.__setattr__(self, "username", unquote(credentials.username))
+            if self.password is None and credentials.password is not None:
+                object.__setattr__(self, "password", unquote(credentials.password))
         if not self.clean_session and not self.client_id:
             raise ValueError("MqttConfig.client_id: a persistent session needs a fixed client id")
         if not 0 < self.backoff_min <= self.backoff_max:
@@ -140,6 +158,11 @@ class MqttConfig:
             raise ValueError("MqttConfig.max_inflight must be >= 1 and max_queued >= 0")
         if self.connect_timeout <= 0 or self.keepalive < 0 or self.misc_interval <= 0:
             raise ValueError("MqttConfig: timeouts and intervals must be positive")
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password redacted, for logs and error messages."""
+        return redact_url(self.url)
 
     @property
     def address(self) -> MqttAddress:
