@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from amidcc.codecs.ber import DEFAULT_BASE_OID, encode_arcs, encode_oid, format_oid, parse_oid
 from amidcc.codecs.errors import LocalProtocolError
+from amidcc.net.mqtt_config import redact_url
 
 __all__ = [
     "ApiSection",
@@ -381,15 +382,16 @@ def _trace_target() -> Kind[str]:
 def _mqtt_url() -> Kind[str]:
     def parse(value: object, key: str) -> str:
         text = _expect_str(value, key, "a URL like 'mqtt://127.0.0.1:1883'")
+        shown = redact_url(text)  # never echo a password into an error message
         try:
             url = urlsplit(text)
             url.port  # noqa: B018  (raises ValueError on a bad port)
         except ValueError as exc:
-            raise ConfigError(key, f"not a valid MQTT URL: {text!r} ({exc})") from None
+            raise ConfigError(key, f"not a valid MQTT URL: {shown!r} ({exc})") from None
         if url.scheme not in ("mqtt", "mqtts") or not url.hostname or url.path not in ("", "/"):
             raise ConfigError(
                 key,
-                f"not a valid MQTT URL: {text!r} (expected mqtt://HOST[:PORT] "
+                f"not a valid MQTT URL: {shown!r} (expected mqtt://[USER:PASSWORD@]HOST[:PORT] "
                 "or mqtts://HOST[:PORT])",
             )
         return text
@@ -601,7 +603,7 @@ class MqttSection(_Section):
     url: str = setting(
         _mqtt_url(),
         "mqtt://127.0.0.1:1883",
-        "Broker URL, mqtt://HOST[:PORT] or mqtts://HOST[:PORT].",
+        "Broker URL, mqtt://[USER:PASSWORD@]HOST[:PORT] (mqtts:// is refused at start: no TLS yet).",
         secret=True,
     )
     topic_prefix: str = setting(_topic_prefix(), "amidcc", "First level of every topic.")
