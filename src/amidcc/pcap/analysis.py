@@ -369,11 +369,11 @@ class CaptureAnalyzer:
         epsem = message.epsem
         expects = epsem is None or epsem.response_control is ResponseControl.ALWAYS
         calling = message.apdu.calling_ap_title  # record.calling_ap_title and called_ap_title
-        titles = (None if calling is None else str(calling), str(message.apdu.called_ap_title))
-        pending = _Pending(
-            index=record.index, ts=record.ts, services=record.services, expects_response=expects,
-            titles_key=(*titles, invocation_id), conversation=conv,
+        titles_key = (
+            None if calling is None else str(calling), str(message.apdu.called_ap_title),
+            invocation_id,
         )  # fmt: skip
+        pending = _Pending(record.index, record.ts, record.services, expects, titles_key, conv)
         old = conv.pending.pop(invocation_id, None)
         if old is not None:
             self._forget(old, answered=False)
