@@ -288,7 +288,7 @@ class SummaryBuilder:
                 continue
             acc = self._service_acc(name)
             acc.responses += 1
-            acc.codes[response_code_name(service.code)] += 1
+            acc.codes[_CODE_NAMES[service.raw[0]]] += 1
             acc.latency.append(latency)
 
     def unanswered(self, request_names: tuple[str, ...]) -> None:
