@@ -340,6 +340,17 @@ def _decode_authentication(buf: bytes, start: int, end: int) -> CallingAuthentic
 
 
 def _decode_user_information(buf: bytes, start: int, end: int) -> UserInformation:
+    size = end - start
+    if (
+        4 <= size <= 0x81
+        and buf[start] == 0x28
+        and buf[start + 1] == size - 2
+        and buf[start + 2] == 0x81
+        and buf[start + 3] == size - 4
+    ):  # the usual ``28 <len> 81 <len> <epsem>`` with short lengths, read as below
+        return build_frozen(
+            UserInformation, {"epsem": buf[start + 4 : end], "indirect_reference": None}
+        )
     tag, x_start, x_end = _only_child(buf, start, end, "user information")
     if tag != 0x28:
         raise RemoteProtocolError(f"user information is not EXTERNAL (28), found {tag:#04x}")
