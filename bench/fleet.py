@@ -17,8 +17,11 @@ loopback, each on Twisted's asyncio reactor:
 
 Printed: the time to build the fleet and until every meter is registered; the fleet's
 resident-set growth per meter (over the process just before building, so imports do not count)
-once built, once registered and after the reads; the requests answered per second, with the CPU
-share each process used meanwhile (on a 2-core machine the busier one is the bottleneck).
+once built, once registered and after the reads; the requests answered per second, with the
+fleet's CPU time per request answered and the CPU share each process used meanwhile. (The two
+processes tend to take turns: Twisted writes what a burst of responses asked for in one go when
+the burst is done, so each side often waits for the other's whole batch; the fleet's CPU time
+per request is the figure that says how many it could answer with a core to itself.)
 The aim (issue 3) is 10,000 meters in one process under 20 KB per meter.
 
 The process helpers below (``Child``, ``proc_stats``, ``emit``, ``run_reactor``...) are shared
@@ -374,7 +377,11 @@ def run_one(n: int, args: argparse.Namespace, state_dir: str) -> None:
             cpu1, rss = fleet.stats()
             rate = end["answered"] / end["seconds"]
             fleet_share, headend_share = (cpu1 - cpu0) / end["seconds"], end["cpu"] / end["seconds"]
-            busy = f"(fleet CPU {100 * fleet_share:.0f} %, head-end {100 * headend_share:.0f} %"
+            per_request = (cpu1 - cpu0) / max(1, end["answered"]) * 1e6
+            busy = (
+                f"(fleet {per_request:,.0f} us/req, CPU {100 * fleet_share:.0f} %; "
+                f"head-end {100 * headend_share:.0f} %"
+            )
             errors = f", {end['errors']} errors)" if end["errors"] else ")"
             label = {
                 "ST3": "ST3, every meter round-robin",

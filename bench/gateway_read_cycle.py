@@ -12,17 +12,18 @@ Issue 5's benchmark. Three processes on loopback, each on Twisted's asyncio reac
   ``/proc`` and prints.
 
 Once every meter has registered, the gateway runs two read cycles: ST23 of every meter through
-``MeterClient.read_table`` (decoded), asked for as fast as the reactor allows (256 per reactor
-turn) and paced by the throttle. The **first** cycle also reads each meter's ST0 and ST21, which
-the client needs once per meter to decode ST23 (three round trips per meter), and is each
-meter's first ST23 (the simulated meter then computes its maximum demand since the last reset);
-the **second** is the steady state (one round trip per meter). Printed for each: reads/s, round
-trips/s, latency p50/p99 on the wire (request sent to response, what
-``amidcc_request_latency_seconds`` measures) and from asking to having the decoded table
-(including the wait in the throttle's queue), the gateway's CPU seconds (``/proc/self/stat``)
-and the time its garbage collector took. The gateway's resident set per registered meter is its
-growth over the gateway before any meter connected, once the fleet has registered and again
-after the cycles (that one also holds the high-water mark of 10,000 queued reads).
+``MeterClient.read_table`` (decoded), paced by the throttle, with at most ``--outstanding`` reads
+asked for and not yet answered (default: the scheduler's ``max_outstanding``, 512, which is how
+the daemon bounds the queue in front of the throttle; 0 asks for every read at once). The
+**first** cycle also reads each meter's ST0 and ST21, which the client needs once per meter to
+decode ST23 (three round trips per meter), and is each meter's first ST23 (the simulated meter
+then computes its maximum demand since the last reset); the **second** is the steady state (one
+round trip per meter). Printed for each: reads/s, round trips/s, latency p50/p99 on the wire
+(request sent to response, what ``amidcc_request_latency_seconds`` measures) and from asking to
+having the decoded table (with the wait in the throttle's queue), the gateway's CPU seconds
+(``/proc/self/stat``) and the time its garbage collector took. The gateway's resident set per
+registered meter is its growth over the gateway before any meter connected, once the fleet has
+registered and again after the cycles (that one keeps the high-water mark of the reads).
 
 Then, in the same run, a bare Twisted loopback echo (``bench.echo_baseline``: two processes, the
 same number of connections and the same requests in flight as the read cycle, messages the size
@@ -62,8 +63,6 @@ from .fleet import (
 )
 
 PASSWORD = "master"
-#: Reads asked for per reactor turn (the first requests go out while the rest are being asked for).
-BATCH = 256
 
 
 class BenchGateway:
@@ -181,40 +180,58 @@ class BenchGateway:
         await DeferredList([Deferred.fromCoroutine(loop(i)) for i in range(inflight)])
         return tally[0], tally[1], time.perf_counter() - start
 
-    async def read_cycle(self, meter_ids: Sequence[str], table: int) -> dict[str, Any]:
-        """Read ``table`` of every meter through the MeterClient, asked for in batches of
-        :data:`BATCH` per reactor turn (as fast as the reactor lets them be queued: the throttle
-        paces them); the figures."""
-        from twisted.internet.defer import DeferredList
-
-        from .fleet import sleep
+    async def read_cycle(
+        self, meter_ids: Sequence[str], table: int, outstanding: int
+    ) -> dict[str, Any]:
+        """Read ``table`` of every meter through the MeterClient, at most ``outstanding`` reads
+        asked for and not yet answered (0: all at once), as the scheduler bounds its queue in
+        front of the throttle; the figures."""
+        from twisted.internet.defer import Deferred
 
         self.wire.clear()
         asked: list[float] = []
         errors: list[str] = []
         clock = time.perf_counter
+        todo = iter(meter_ids)
+        window = outstanding or len(meter_ids)
+        state = {"running": 0, "left": len(meter_ids), "pumping": False}
+        finished: Deferred[None] = Deferred()
+
+        def ok(_: object, began: float) -> None:
+            asked.append(clock() - began)
+
+        def failed(failure: Any) -> None:
+            errors.append(failure.getErrorMessage())
+
+        def done(_: object) -> None:
+            state["running"] -= 1
+            state["left"] -= 1
+            if not state["left"]:
+                finished.callback(None)
+            else:
+                pump()
+
+        def pump() -> None:
+            if state["pumping"]:
+                return  # a read that failed at once: the loop below goes on
+            state["pumping"] = True
+            while state["running"] < window:
+                meter_id = next(todo, None)
+                if meter_id is None:
+                    break
+                state["running"] += 1
+                read = self.client.read_table(meter_id, table)
+                read.addCallbacks(ok, failed, callbackArgs=(clock(),)).addBoth(done)
+            state["pumping"] = False
+
         pauses = GcPauses()
         cpu0, _ = proc_stats()
         tx0, rx0 = self.traffic("tx"), self.traffic("rx")
         start = clock()
-
-        def one(meter_id: str) -> Any:
-            began = clock()
-
-            def ok(_: object) -> None:
-                asked.append(clock() - began)
-
-            def failed(failure: Any) -> None:
-                errors.append(failure.getErrorMessage())
-
-            return self.client.read_table(meter_id, table).addCallbacks(ok, failed)
-
-        reads = []
         with pauses:
-            for i in range(0, len(meter_ids), BATCH):
-                reads += [one(m) for m in meter_ids[i : i + BATCH]]
-                await sleep(self.reactor, 0)
-            await DeferredList(reads)
+            pump()
+            if state["left"]:
+                await finished
         seconds = clock() - start
         cpu1, rss = proc_stats()
         trips = len(self.wire)
@@ -284,12 +301,22 @@ async def gateway_role(reactor: Any, args: argparse.Namespace) -> None:
     for name in ("first", "second"):
         emit("cycle_start", name=name)
         with profiled(f"gateway-{name}-cycle"):
-            figures = await gw.read_cycle(meter_ids, 23)
+            figures = await gw.read_cycle(meter_ids, 23, args.outstanding)
         emit("cycle", name=name, **figures)
     await gw.stop()
 
 
 # -- the parent ------------------------------------------------------------------------------------
+
+
+def scheduler_outstanding() -> int:
+    """The daemon scheduler's default bound on operations in progress (its ``max_outstanding``)."""
+    import inspect
+
+    from amidcc.gateway.scheduler import Scheduler
+
+    default = inspect.signature(Scheduler).parameters["max_outstanding"].default
+    return int(default)
 
 
 def cycle_timeout(meters: int) -> float:
@@ -338,7 +365,8 @@ def report_cycle(c: dict[str, Any], meters: int, fleet_cpu: float) -> None:
 
 def run(args: argparse.Namespace, state_dir: str) -> None:
     n = args.meters
-    tuning = (["--gc-freeze"] if args.gc_freeze else []) + (
+    tuning = ["--outstanding", str(args.outstanding)]
+    tuning += (["--gc-freeze"] if args.gc_freeze else []) + (
         ["--gc-threshold", str(args.gc_threshold)] if args.gc_threshold else []
     )
     gateway = Child(
@@ -362,7 +390,8 @@ def run(args: argparse.Namespace, state_dir: str) -> None:
         registered = gateway.expect("registered", registration_timeout(n) + 30)
         base = listening["rss_kib"]
         print(f"{n:,} meters over {registered['connections']} connections "
-              f"({collectors_for(n, args.per_collector, args.direct)} collectors)")  # fmt: skip
+              f"({collectors_for(n, args.per_collector, args.direct)} collectors); reads "
+              f"outstanding at most: {args.outstanding or 'all'}")  # fmt: skip
         line(
             "  registration, first to last",
             registered["seconds"] * 1000,
@@ -428,6 +457,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument(
         "--echo-duration", type=float, default=3.0, help="seconds of echo measured (default 3)"
+    )
+    parser.add_argument(
+        "--outstanding",
+        type=int,
+        default=scheduler_outstanding(),
+        help="reads asked for and not yet answered at most (default: the scheduler's, "
+        f"{scheduler_outstanding()}; 0: every read at once)",
     )
     parser.add_argument(
         "--gc-freeze", action="store_true", help="gateway: gc.freeze() once the fleet registered"
