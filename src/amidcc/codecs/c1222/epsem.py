@@ -129,10 +129,13 @@ def decode_services(data: bytes) -> tuple[bytes, ...]:
     services: list[bytes] = []
     pos = 0
     while pos < len(data):
-        decoded = decode_length(data, pos)
-        if decoded is None:
-            raise RemoteProtocolError("EPSEM service length truncated")
-        length, start = decoded
+        if data[pos] < 0x80:  # decode_length's short form, inline
+            length, start = data[pos], pos + 1
+        else:
+            decoded = decode_length(data, pos)
+            if decoded is None:
+                raise RemoteProtocolError("EPSEM service length truncated")
+            length, start = decoded
         if length == 0:
             if start != len(data):
                 raise RemoteProtocolError("empty EPSEM service before the end of the EPSEM")
