@@ -19,12 +19,12 @@ Security, with the keys the user supplied (protocol-facts.md 3.5):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from amidcc.codecs import psem
 from amidcc.codecs.ber import DEFAULT_BASE_OID
-from amidcc.codecs.c1222 import C1222Message, SecurityMode, decode_message
+from amidcc.codecs.c1222 import C1222Message, SecurityMode, decode_message, unprotect
 from amidcc.codecs.errors import CodecError, SecurityError
 
 from .records import MessageKind, SecurityStatus, ServiceRecord, build_record
@@ -78,10 +78,11 @@ def _secured(
     if keys is None or plain.key_id is None or plain.key_id not in keys:
         status = SecurityStatus.ENCRYPTED if plain.epsem is None else SecurityStatus.UNVERIFIED
         return plain, status, None
-    try:
-        message = decode_message(apdu, keys, base_oid)
+    try:  # decode_message(apdu, keys, base_oid), without decoding the APDU again
+        _, epsem = unprotect(plain.apdu, keys, base_oid)
     except SecurityError as exc:
         return plain, SecurityStatus.BAD_MAC, str(exc)
+    message = replace(plain, epsem=epsem, authenticated=True)
     status = (
         SecurityStatus.DECRYPTED if mode is SecurityMode.CIPHERTEXT else SecurityStatus.VERIFIED
     )
