@@ -171,6 +171,17 @@ def test_enrolment_paces_probes_per_collector_and_chains_them() -> None:
     assert record is not None and record.route == ("tcp:192.0.2.2:502",) and record.unit_id == 3
 
 
+def test_each_enrolled_meter_is_handed_to_the_scheduler() -> None:
+    joined: list[tuple[str, bool]] = []
+    enrol, link, _, _ = enrolment(
+        per_collector=2, on_enrol=lambda meter, reg, now: joined.append((meter, reg.new_install))
+    )
+    enrol.step()
+    link.answer_all()
+    assert sorted(joined) == sorted((meter, True) for meter in enrol.enrolled.values())
+    assert len(joined) == 10
+
+
 def test_a_failed_unit_waits_retry_after_and_a_down_collector_waits_for_a_step() -> None:
     enrol, link, _, clock = enrolment(per_collector=1, retry_after=5.0)
     link.up.discard("tcp:192.0.2.2:502")

@@ -524,16 +524,19 @@ class Scheduler:
         (ST6); after an exchange, sync its clock and write the account's programs."""
         if getattr(event, "relay", False):
             return None
-        meter_id = event.address.meter_id
-        self.agenda.add(meter_id, event.time)
-        registration = event.registration
+        self.meter_joined(event.address.meter_id, event.registration, event.time)
+        return None
+
+    def meter_joined(self, meter_id: str, registration: Registration | None, now: float) -> None:
+        """A meter became known to the head-end (C12.22 registration, Modbus enrolment): schedule
+        it, learn where it is installed (or run the exchange), and self-test it (FR1)."""
+        self.agenda.add(meter_id, now)
         if registration is not None and registration.replaced is not None:
             self._track(self.install(meter_id, registration.replaced), f"install of {meter_id}")
         elif self.locate_on_register:
             self._track(self.locate(meter_id), f"ST6 of {meter_id}")
         if self.schedule.self_test_on_register:
             self._track(self.self_test(meter_id), f"self-test of {meter_id}")
-        return None
 
     def locate(self, meter_id: str) -> Deferred[Registration | None]:
         """Read ST6; put its premise and account in the registry when they are new or changed

@@ -385,6 +385,7 @@ class Composition(Service):
         from amidcc.gateway.meters import MeterClient
         from amidcc.gateway.registry import MeterRegistry
         from amidcc.gateway.scheduler import Scheduler
+        from amidcc.gateway.suppression import OutageView
         from amidcc.gateway.throttle import RequestThrottle
 
         gw, config, reactor, metrics = (
@@ -403,7 +404,11 @@ class Composition(Service):
         )  # fmt: skip
         self._opened += [registry, eventlog]
         sink = InProcessSink()
-        intake = EventIntake(eventlog=eventlog, sink=sink, meters=registry.get, metrics=metrics)
+        intake = EventIntake(
+            eventlog=eventlog, sink=sink, meters=registry.get, metrics=metrics,
+            report_max_age=config.events.report_max_age, install_grace=config.events.install_grace,
+            outages=OutageView(expiry=config.events.outage_expiry),
+        )  # fmt: skip
         hooks: dict[str, Any] = {}
         listener = build_c1222(
             config, reactor, registry=registry, metrics=metrics,
@@ -416,7 +421,7 @@ class Composition(Service):
         mqtt = self._mqtt(registry, hooks)
         if mqtt is not None:
             links.append(mqtt)
-        modbus = self._modbus(registry)
+        modbus = self._modbus(registry, hooks)
         if modbus is not None:
             links.append(modbus)
         client = MeterClient(
@@ -462,7 +467,7 @@ class Composition(Service):
         self.gateway.stores["mqtt"] = link
         return link
 
-    def _modbus(self, registry: Any) -> Any:
+    def _modbus(self, registry: Any, hooks: dict[str, Any]) -> Any:
         """The Modbus link and its enrolment job, when ``[modbus]`` is enabled."""
         config = self.gateway.config
         if not (config.modbus.enabled and config.modbus.collectors):
@@ -477,7 +482,12 @@ class Composition(Service):
         service = _LinkService(link)
         service.setName("modbus")
         service.setServiceParent(self.gateway.links)
-        enrol = ModbusEnrolment(link, registry, self.gateway.reactor, config)
+        enrol = ModbusEnrolment(
+            link, registry, self.gateway.reactor, config,
+            on_enrol=lambda meter, registration, now: hooks["scheduler"].meter_joined(
+                meter, registration, now
+            ),
+        )  # fmt: skip
         self.gateway.add_periodic("modbus-enrol", 1.0, enrol.step)
         self.gateway.stores.update(modbus=link, modbus_enrolment=enrol)
         return link
@@ -564,8 +574,12 @@ class ModbusEnrolment:
         *,
         per_collector: int = 2,
         retry_after: float = 5.0,
+        on_enrol: Callable[[str, Any, float], object] | None = None,
     ) -> None:
         self.link = link
+        self.on_enrol = on_enrol
+        """Called with (meter id, the registry's Registration, now) for each meter enrolled: the
+        scheduler's ``meter_joined``, so Modbus meters are scheduled and self-tested like the rest."""
         self.registry = registry
         self.clock = clock
         self.config = config
@@ -648,7 +662,8 @@ class ModbusEnrolment:
             model=str(st1.ed_model).strip() or None, serial=serial,
             account=old.account if old else None, premise=old.premise if old else None,
         )  # fmt: skip
-        self.registry.register(record, now=self.clock.seconds())
+        now = self.clock.seconds()
+        registration = self.registry.register(record, now=now)
         self.enrolled[key] = serial
         self._not_before.pop(key, None)
         log.info(
@@ -657,3 +672,5 @@ class ModbusEnrolment:
             unit=key[1],
             meter=serial,
         )
+        if self.on_enrol is not None:
+            self.on_enrol(serial, registration, now)
