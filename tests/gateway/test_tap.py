@@ -14,27 +14,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.application.service import IServiceMaker
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger, LogPublisher, capturedLogs, eventsFromJSONLogFile
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.web.resource import Resource, getChildForRequest
 from twisted.web.test.requesthelper import DummyRequest
 
-from amidcc.gateway.config import Config, LoggingSection, parse_config
+from amidcc.gateway.config import Config, LoggingSection
 from amidcc.gateway.metrics import GatewayMetrics
 from amidcc.gateway.tap import GatewayService, LogSetup, Options, makeService, periodic
 
+from .rig import make_gateway
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def make_gateway(**sections: dict[str, object]) -> tuple[GatewayService, MemoryReactorClock]:
-    reactor = MemoryReactorClock()
-    config = parse_config(sections)
-    service = GatewayService(
-        config, reactor, metrics=GatewayMetrics(process=False), log_publisher=LogPublisher()
-    )
-    return service, reactor
 
 
 def get(root: Resource, path: bytes, accept: str | None = None) -> tuple[int, bytes, DummyRequest]:
