@@ -6,12 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test lint bench demo clean venv
 
-# Packages and modules held to mypy --strict: the pure core (codecs, events, classification, the MMS
-# policy when it lands), plus the typed parts of the gateway and the CLI.
-STRICT := src/amidcc/codecs src/amidcc/events.py src/amidcc/cli \
-	src/amidcc/gateway/classify.py src/amidcc/gateway/config.py src/amidcc/gateway/metrics.py \
-	src/amidcc/gateway/eventlog.py src/amidcc/gateway/registry.py src/amidcc/gateway/store.py \
-	src/amidcc/gateway/links/base.py src/amidcc/net/topics.py
+# Held to mypy --strict: the pure core (codecs, events, and topology and the MMS policy when they
+# land) and everything else but the simulators (not yet clean).
+STRICT := src/amidcc/codecs src/amidcc/events.py src/amidcc/cli src/amidcc/gateway \
+	src/amidcc/net src/amidcc/pcap src/amidcc/demo
 
 venv: $(STAMP)
 

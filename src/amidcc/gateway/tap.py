@@ -328,7 +328,7 @@ class GatewayService(MultiService):
 
     def stopService(self) -> Deferred[None]:
         log.info("amidcc gateway {name!r} stopping", name=self.config.gateway.name)
-        d: Deferred[None] = super().stopService()  # type: ignore[assignment]
+        d: Deferred[None] = super().stopService()
 
         def stopped(result: object) -> object:
             log.info("amidcc gateway {name!r} stopped", name=self.config.gateway.name)
@@ -367,12 +367,12 @@ class Composition(Service):
         self._opened: list[Any] = []
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         if not self._opened:
             self._wire()
 
     def stopService(self) -> None:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         for store in reversed(self._opened):
             store.close()
         self._opened.clear()
@@ -544,11 +544,11 @@ class _LinkService(Service):
         self.link = link
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         self.link.start()
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         result: Deferred[None] = self.link.stop()
         return result
 
