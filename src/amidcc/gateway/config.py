@@ -805,7 +805,7 @@ class ApiSection(_Section):
     token: str | None = setting(
         _optional(_text()),
         None,
-        "Bearer token the API requires; no authentication when absent.",
+        "Bearer token the API's commands require; without one, commands are refused (403) and only the read-only routes answer.",
         example='"change-me"',
         secret=True,
     )
