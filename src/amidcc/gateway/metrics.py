@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -40,6 +41,7 @@ __all__ = [
     "ERROR_KINDS",
     "LATENCY_BUCKETS",
     "GatewayMetrics",
+    "InFlight",
     "LinkMetrics",
     "MetricsResource",
 ]
@@ -54,6 +56,17 @@ ERROR_KINDS = ("crc", "nak", "malformed", "timeout", "bad_mac")
 #: Request latency buckets in seconds: a LAN round trip to a slow RF mesh and the 300 s default
 #: C12.22 response timeout (protocol-facts.md 3.6).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class InFlight(Protocol):
+    """What :meth:`GatewayMetrics.watch_in_flight` reads (a throttle's
+    :class:`~amidcc.gateway.throttle.InflightLimit`)."""
+
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def peak(self) -> int: ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -149,6 +162,25 @@ class GatewayMetrics:
             ["job"],
             registry=reg,
         )
+        self.requests_in_flight = Gauge(
+            "amidcc_requests_in_flight",
+            "Requests to meters in flight now, by link (read from the throttle at scrape time).",
+            ["link"],
+            registry=reg,
+        )
+        self.requests_in_flight_peak = Gauge(
+            "amidcc_requests_in_flight_peak",
+            "Most requests to meters in flight at once since the start, by link "
+            "([throttle] max_inflight_per_link caps it).",
+            ["link"],
+            registry=reg,
+        )
+        self.trouble_events = Counter(
+            "amidcc_trouble_events",
+            "Trouble events that left the gateway (to the MMS), by failure type.",
+            ["failure_type"],
+            registry=reg,
+        )
         self._links: dict[str, LinkMetrics] = {}
         self._latency: dict[tuple[str, str], Callable[[float], None]] = {}
         self._events: dict[str, Callable[[float], None]] = {}
@@ -188,6 +220,16 @@ class GatewayMetrics:
         if inc is None:
             inc = self._events[event_class] = self.events.labels(event_class=event_class).inc
         inc(1)
+
+    def watch_in_flight(self, link: str, limit: InFlight) -> None:
+        """Export ``limit``'s requests in flight and their peak as ``link``'s in-flight gauges,
+        read when scraped (nothing is done per request)."""
+        self.requests_in_flight.labels(link=link).set_function(lambda: limit.in_flight)
+        self.requests_in_flight_peak.labels(link=link).set_function(lambda: limit.peak)
+
+    def trouble(self, failure_type: str) -> None:
+        """Count one trouble event of ``failure_type`` sent out of the gateway."""
+        self.trouble_events.labels(failure_type=failure_type).inc()
 
     def set_meters(self, link: str, *, registered: int, reachable: int) -> None:
         """Set the registered and reachable meter gauges of ``link``."""

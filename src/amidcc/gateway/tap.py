@@ -359,6 +359,7 @@ class Composition(Service):
     and ``modbus`` (ModbusLink, when ``[modbus]`` is enabled). Jobs: ``scheduler`` (every second),
     ``meter-gauges`` (registered / reachable per link, every link including MQTT and Modbus),
     ``registry-flush``, ``trouble-report`` (FR16 periodic report) and ``eventlog-prune`` (NFR5).
+    Metrics: the throttle's requests in flight per link (and their peak), trouble events sent.
     """
 
     def __init__(self, gateway: GatewayService, *, scheduler_tick: float = 1.0) -> None:
@@ -424,9 +425,13 @@ class Composition(Service):
         modbus = self._modbus(registry, hooks)
         if modbus is not None:
             links.append(modbus)
+        throttle = RequestThrottle.from_config(config.throttle)
+        for link in links:
+            metrics.watch_in_flight(str(link.kind), throttle.link_limit(str(link.kind)))
+        sink.subscribe(lambda trouble: metrics.trouble(trouble.failure_type.value))
         client = MeterClient(
             links, resolve=registry, clock=reactor, requests=config.requests,
-            throttle=RequestThrottle.from_config(config.throttle), metrics=metrics,
+            throttle=throttle, metrics=metrics,
         )  # fmt: skip
         reader = hooks["reader"] = EventReader(intake, client, reactor, metrics=metrics)
         scheduler = hooks["scheduler"] = Scheduler(
