@@ -201,8 +201,10 @@ async def test_hundreds_of_modbus_meters_on_several_collectors_all_enrol(tmp_pat
             {"endpoint": c.endpoint, "unit_ids": sorted(c.port_model.meters)} for c in collectors
         ]},
         "requests": {"timeout": "2s", "retries": 1, "backoff_base": "200ms", "backoff_max": "500ms"},
-        # the scheduler's reads stay out of the way: this is about enrolment
-        "schedule": {"read_interval": "1h", "read_spread": "1h", "clock_check_interval": "1h"},
+        # the scheduler's reads and registration self-tests stay out of the way: this is about
+        # enrolment (each enrolled meter still has its ST6 read, sharing the collector's queue)
+        "schedule": {"read_interval": "1h", "read_spread": "1h", "clock_check_interval": "1h",
+                     "self_test_on_register": False},
         "api": {"listen": f"tcp:{free_port()}:{loop}"},
         "metrics": {"listen": f"tcp:{free_port()}:{loop}"},
     })  # fmt: skip
@@ -219,15 +221,17 @@ async def test_hundreds_of_modbus_meters_on_several_collectors_all_enrol(tmp_pat
     load.start(0.02)
     try:
         enrol: Any = gateway.stores["modbus_enrolment"]
-        deadline = reactor.seconds() + 15  # 30 units * 3 transactions * 50 ms: 4.5 s, paced
+        # 30 units * 3 transactions * 50 ms: 4.5 s when paced; the bound is for a loaded CI machine
+        deadline = reactor.seconds() + 45
         while len(enrol.enrolled) < len(meters) and reactor.seconds() < deadline:
             await sleep(0.25)
         assert len(enrol.enrolled) == len(meters), (
             f"{len(enrol.enrolled)} of {len(meters)} enrolled, {enrol.failures} failed probes"
         )
-        # and none timed out on the way (unpaced: hundreds of timeouts, enrolled by the retries)
-        timeouts = gateway.metrics.errors.labels(link="modbus", kind="timeout")._value.get()
-        assert timeouts == 0
+        # and no probe failed on the way (unpaced: hundreds of probe timeouts, enrolled by the
+        # retries). Only the probes count: each enrolled meter's ST6 read, through the scheduler,
+        # shares the collector's queue and may time out on a loaded machine; that is not enrolment.
+        assert enrol.failures == 0
         registry: Any = gateway.stores["registry"]
         serials = {r.meter_id for r in registry if r.link is LinkKind.MODBUS}
         assert serials == {m.meter_id for m in meters}
