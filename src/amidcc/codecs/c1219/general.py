@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import struct
 from dataclasses import dataclass
 
 from construct import Bytes, ExprAdapter, this
@@ -28,6 +29,7 @@ from .fields import (
 )
 from .formats import FormatControl, format_control_from_bytes, format_control_to_bytes
 from .model import TableModel
+from .structs import StructCodec, frozen, prefix
 
 __all__ = [
     "ST0",
@@ -253,7 +255,35 @@ def _st3_layout(ctx: TableContext) -> Layout:
     )
 
 
-ST3: TableModel[EdModeStatus] = TableModel(3, "ED_MODE_STATUS_TBL", _st3_layout, EdModeStatus)
+def _st3_structs(ctx: TableContext) -> StructCodec[EdModeStatus] | None:
+    """ST3 in one ``Struct`` (see :mod:`.structs`) once ST0 sizes ED_MFG_STATUS."""
+    if ctx.st0 is None:
+        return None
+    mfg_size = ctx.st0.dim_mfg_status_used
+    packer = struct.Struct(f"{prefix(ctx)}BHB{mfg_size}s")
+
+    def parse(data: bytes) -> EdModeStatus:
+        mode, status1, status2, mfg = packer.unpack(data)
+        return frozen(
+            EdModeStatus,
+            {
+                "ed_mode": EdMode(mode), "ed_std_status1": EdStdStatus1(status1),
+                "ed_std_status2": status2, "ed_mfg_status": mfg,
+            },
+        )  # fmt: skip
+
+    def build(value: EdModeStatus) -> bytes:
+        mfg = value.ed_mfg_status
+        if type(mfg) is not bytes or len(mfg) != mfg_size:  # "s" would pad or cut it
+            raise ValueError("construct decides")
+        return packer.pack(value.ed_mode, value.ed_std_status1, value.ed_std_status2, mfg)
+
+    return StructCodec(parse, build)
+
+
+ST3: TableModel[EdModeStatus] = TableModel(
+    3, "ED_MODE_STATUS_TBL", _st3_layout, EdModeStatus, structs=_st3_structs
+)
 
 
 # -- ST5 --------------------------------------------------------------------------------------

@@ -11,13 +11,17 @@ sheet rates them [L], S10's quotation agrees with this reading.
 from __future__ import annotations
 
 import enum
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from .context import TableContext
 from .fields import Layout, array, flags, ni, record, set_field, stime, u8
 from .model import TableModel
 from .numeric import NiValue
+from .structs import StructCodec, frozen, ni_code, prefix, time_code, time_decoder, time_encoder
 
 __all__ = [
     "ST21",
@@ -208,6 +212,121 @@ def _st23_layout(ctx: TableContext) -> Layout:
     return record(CurrentRegData, *fields)
 
 
+class _St23Struct:
+    """ST23 with one ``Struct`` for a context (see :mod:`.structs`): the values come out flat, in
+    wire order, and are grouped into the records here."""
+
+    def __init__(self, ctx: TableContext, regs: ActRegs, ni1: str, ni2: str) -> None:
+        f1 = regs.reg_func1_flags
+        self.resets = bool(f1 & RegFunc1Flag.DEMAND_RESET_CTR)
+        self.times = bool(f1 & RegFunc1Flag.DATE_TIME_FIELD)
+        self.cum = bool(f1 & RegFunc1Flag.CUM_DEMAND)
+        self.cont = bool(f1 & RegFunc1Flag.CONT_CUM_DEMAND)
+        self.regs = regs
+        occur = regs.nbr_occur
+        demand = (time_code(ctx, long=False) * occur if self.times else "") + (
+            ni1 * (self.cum + self.cont) + ni2 * occur
+        )
+        block = ni1 * regs.nbr_summations + demand * regs.nbr_demands
+        block += ni2 * occur * regs.nbr_coin_values
+        resets = "B" if self.resets else ""
+        self.packer = struct.Struct(prefix(ctx) + resets + block * (1 + regs.nbr_tiers))
+        self.decode_time = time_decoder(ctx, long=False)
+        self.encode_time = time_encoder(ctx, long=False)
+
+    def parse(self, data: bytes) -> CurrentRegData:
+        flat = self.packer.unpack(data)
+        at = 1 if self.resets else 0
+        blocks = []
+        for _ in range(1 + self.regs.nbr_tiers):
+            block, at = self._parse_block(flat, at)
+            blocks.append(block)
+        return frozen(
+            CurrentRegData,
+            {
+                "nbr_demand_resets": flat[0] if self.resets else None,
+                "tot_data_block": blocks[0], "tier_data_blocks": tuple(blocks[1:]),
+            },
+        )  # fmt: skip
+
+    def _parse_block(self, flat: tuple[Any, ...], at: int) -> tuple[DataBlock, int]:
+        regs, occur = self.regs, self.regs.nbr_occur
+        summations = flat[at : at + regs.nbr_summations]
+        at += regs.nbr_summations
+        demands = []
+        for _ in range(regs.nbr_demands):
+            times = None
+            if self.times:
+                times = tuple(self.decode_time(raw) for raw in flat[at : at + occur])
+                at += occur
+            cum = flat[at] if self.cum else None
+            at += self.cum
+            cont = flat[at] if self.cont else None
+            at += self.cont
+            values = {"event_times": times, "cum_demand": cum, "cont_cum_demand": cont}
+            values["demands"] = flat[at : at + occur]
+            demands.append(frozen(DemandRecord, values))
+            at += occur
+        coincidents = tuple(
+            flat[at + i * occur : at + (i + 1) * occur] for i in range(regs.nbr_coin_values)
+        )
+        at += occur * regs.nbr_coin_values
+        values = {"summations": summations, "demands": tuple(demands), "coincidents": coincidents}
+        return frozen(DataBlock, values), at
+
+    def build(self, value: CurrentRegData) -> bytes:
+        if type(value) is not CurrentRegData:
+            raise TypeError("construct decides")
+        if self.resets:
+            flat: list[Any] = [value.nbr_demand_resets]
+        elif value.nbr_demand_resets is None:
+            flat = []
+        else:
+            raise ValueError("no room for NBR_DEMAND_RESETS")
+        for block in (value.tot_data_block, *_sized(value.tier_data_blocks, self.regs.nbr_tiers)):
+            self._build_block(block, flat)
+        return self.packer.pack(*flat)
+
+    def _build_block(self, block: DataBlock, flat: list[Any]) -> None:
+        regs, occur = self.regs, self.regs.nbr_occur
+        if type(block) is not DataBlock:
+            raise TypeError("construct decides")
+        flat.extend(_sized(block.summations, regs.nbr_summations))
+        for demand in _sized(block.demands, regs.nbr_demands):
+            if type(demand) is not DemandRecord:
+                raise TypeError("construct decides")
+            if self.times:
+                flat.extend(self.encode_time(t) for t in _sized(demand.event_times, occur))
+            elif demand.event_times is not None:
+                raise ValueError("no room for EVENT_TIME")
+            for present, extra in (
+                (self.cum, demand.cum_demand),
+                (self.cont, demand.cont_cum_demand),
+            ):
+                if present:
+                    flat.append(extra)
+                elif extra is not None:
+                    raise ValueError("no room for CUM_DEMAND / CONT_CUM_DEMAND")
+            flat.extend(_sized(demand.demands, occur))
+        for values in _sized(block.coincidents, regs.nbr_coin_values):
+            flat.extend(_sized(values, occur))
+
+
+def _sized(values: Sequence[Any] | None, count: int) -> Sequence[Any]:
+    """``values`` when it holds exactly ``count`` items (else construct decides)."""
+    if values is None or len(values) != count:
+        raise ValueError("construct decides")
+    return values
+
+
+def _st23_structs(ctx: TableContext) -> StructCodec[CurrentRegData] | None:
+    regs, ni1, ni2 = ctx.st21, ni_code(1, ctx), ni_code(2, ctx)
+    if regs is None or ni1 is None or ni2 is None:
+        return None
+    codec = _St23Struct(ctx, regs, ni1, ni2)
+    return StructCodec(codec.parse, codec.build)
+
+
 ST23: TableModel[CurrentRegData] = TableModel(
-    23, "CURRENT_REG_DATA_TBL", _st23_layout, CurrentRegData
+    23, "CURRENT_REG_DATA_TBL", _st23_layout, CurrentRegData, structs=_st23_structs
 )
