@@ -51,6 +51,7 @@ from amidcc.codecs.c1222 import (
     Apdu,
     ApduBuffer,
     ApTitle,
+    C1222Message,
     SecurityMode,
     UserInformation,
     build_message,
@@ -283,7 +284,7 @@ class C1222Node:
         faults = meter.link_faults
         if _unreachable(meter) or self._lost(faults.packet_loss):
             return []
-        return self._answer(meter, data, now)
+        return self._answer(meter, data, plain, now)
 
     def _response(self, data: bytes, tag: int) -> None:
         title = self._pending_register.pop(tag, None)
@@ -304,14 +305,16 @@ class C1222Node:
         else:
             self.refused[title] = code
 
-    def _answer(self, meter: SimMeter, data: bytes, now: float) -> list[Outgoing]:
-        title = str(_title(meter))
-        key_id, key = meter.config.key_id, meter.key
-        try:
-            message = decode_message(data, {key_id: key}, self.settings.base_oid)
-        except CodecError as exc:
-            code = getattr(exc, "response_code", ResponseCode.ERR)
-            return [Outgoing(0.0, encode_apdu(reply_to(decode_message(data).apdu, [bytes((int(code),))])))]
+    def _answer(self, meter: SimMeter, data: bytes, plain: C1222Message, now: float) -> list[Outgoing]:
+        """Answer a request; ``plain`` is ``data`` decoded without keys (read as is in cleartext,
+        where verifying with the meter's key would decode the same message again)."""
+        message = plain
+        if plain.security_mode is not SecurityMode.CLEARTEXT:
+            try:
+                message = decode_message(data, {meter.config.key_id: meter.key}, self.settings.base_oid)
+            except CodecError as exc:
+                code = getattr(exc, "response_code", ResponseCode.ERR)
+                return [Outgoing(0.0, encode_apdu(reply_to(plain.apdu, [bytes((int(code),))])))]
         assert message.epsem is not None
         services = list(message.epsem.services)
         responses = self._serve(meter, services, now)
@@ -320,7 +323,8 @@ class C1222Node:
         mode = message.security_mode or SecurityMode.CLEARTEXT
         secured: dict[str, object] = {}
         if mode is not SecurityMode.CLEARTEXT:
-            secured = {"key_id": key_id, "key": key, "iv": self._iv(title, now)}
+            iv = self._iv(str(_title(meter)), now)
+            secured = {"key_id": meter.config.key_id, "key": meter.key, "iv": iv}
         reply = encode_apdu(
             reply_to(
                 message.apdu, self._fit(responses), security_mode=mode,
@@ -338,9 +342,9 @@ class C1222Node:
         """Responses too large for one APDU become ``RSTL`` with the maximum size (C12.22)."""
         limit = self.settings.max_apdu_size
         budget = limit - _REPLY_OVERHEAD
-        too_large = encode_response(NokResponse(code=ResponseCode.RSTL, max_size=limit))
         if sum(len(r) + 4 for r in responses) <= budget:
             return responses
+        too_large = encode_response(NokResponse(code=ResponseCode.RSTL, max_size=limit))
         return [too_large if len(r) > budget // max(1, len(responses)) else r for r in responses]
 
     def _serve(self, meter: SimMeter, services: list[bytes], now: float) -> list[bytes]:
