@@ -176,7 +176,7 @@ class HealthWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            status, body = fetch(self.url, timeout=2.0)
+            status, body = fetch(self.url, timeout=5.0)
             checks = body.get("checks", {}) if isinstance(body, dict) else {}
             self.seen.append(str(checks.get(self.name, "down")) if status else "down")
             self._stop.wait(self.interval)
