@@ -29,6 +29,7 @@ __all__ = [
     "Span",
     "channel_energy",
     "interval_energy",
+    "latest_month_start",
     "runs_between",
     "runs_before",
     "unit",
@@ -103,6 +104,20 @@ class LoadCurve:
         n0 = self.noise_wh_at(k)
         noise = n0 if frac == 0.0 else n0 + (self.noise_wh_at(k + 1) - n0) * frac
         return self.smooth_wh(t) + noise
+
+    def energy_wh_near(
+        self, t: float, noise: tuple[int, float, float] | None
+    ) -> tuple[float, tuple[int, float, float]]:
+        """``E(t)`` as :meth:`energy_wh` computes it, reusing ``noise``, the ``(k, n(k), n(k+1))``
+        this returned for an earlier ``t`` (noise at boundaries is a pure function of the seed,
+        so reads within one interval hash it once); with the triple for ``t``'s interval."""
+        pos = t / self.interval
+        k = math.floor(pos)
+        frac = pos - k
+        if noise is None or noise[0] != k:
+            noise = (k, self.noise_wh_at(k), self.noise_wh_at(k + 1))
+        _, n0, n1 = noise
+        return self.smooth_wh(t) + (n0 if frac == 0.0 else n0 + (n1 - n0) * frac), noise
 
     def power_w(self, t: float) -> float:
         """Instantaneous smooth power in W (present demand)."""
@@ -203,6 +218,26 @@ def runs_before(origin: float, phase: float, period: float, t: float) -> int:
     if t <= first:
         return 0
     return math.ceil((t - first) / period)
+
+
+_month = (0.0, -1.0, 0.0)  # (start, end, start): the last month looked up
+
+
+def latest_month_start(t: float) -> float:
+    """The UTC start of ``t``'s month (the last of :func:`month_starts` up to ``t``), for
+    ``t >= 0``; the last month asked for is remembered (a fleet asks within one month)."""
+    global _month
+    lo, hi, start = _month
+    if lo <= t < hi:
+        return start
+    import datetime as _dt
+
+    d = _dt.datetime.fromtimestamp(t, _dt.UTC)
+    first = _dt.datetime(d.year, d.month, 1, tzinfo=_dt.UTC)
+    year, month = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
+    end = _dt.datetime(year, month, 1, tzinfo=_dt.UTC).timestamp()
+    _month = (first.timestamp(), end, first.timestamp())
+    return first.timestamp()
 
 
 def month_starts(a: float, b: float) -> Iterable[float]:
