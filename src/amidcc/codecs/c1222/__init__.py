@@ -8,7 +8,8 @@ Modules (protocol-facts.md section 3):
 - ``security``: canonical cleartext, ``protect`` / ``unprotect``, ``KeyStore``.
 - ``stream``: TCP framing (``ApduBuffer``); ``datagram``: UDP (one datagram, one APDU).
 - ``segmentation``: the *draft* segment format (unconfirmed), split and ``Reassembler``.
-- ``message``: ``C1222Message``, ``decode_message``, ``build_message``, ``reply_to``.
+- ``message``: ``C1222Message``, ``decode_message``, ``message_from_apdu``, ``build_message``,
+  ``reply_to``.
 
 EPSEM services stay raw bytes here; ``amidcc.codecs.psem`` parses them.
 """
@@ -27,7 +28,7 @@ from .acse import (
 )
 from .datagram import C1222_PORT, datagrams_for, receive_datagram
 from .epsem import Epsem, ResponseControl, SecurityMode, decode_epsem, encode_epsem
-from .message import C1222Message, build_message, decode_message, reply_to
+from .message import C1222Message, build_message, decode_message, message_from_apdu, reply_to
 from .security import KeyStore, canonical_cleartext, iv_from_time, protect, unprotect
 from .segmentation import Reassembler, SegmentationConfig, is_segment, split_apdu
 from .stream import DEFAULT_MAX_APDU_SIZE, NEED_MORE, ApduBuffer, ApduTooLargeError
@@ -61,6 +62,7 @@ __all__ = [
     "encode_epsem",
     "is_segment",
     "iv_from_time",
+    "message_from_apdu",
     "protect",
     "receive_datagram",
     "reply_to",

@@ -27,7 +27,7 @@ from .epsem import (
 from .security import protect, unprotect
 from .segmentation import is_segment
 
-__all__ = ["C1222Message", "build_message", "decode_message", "reply_to"]
+__all__ = ["C1222Message", "build_message", "decode_message", "message_from_apdu", "reply_to"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +69,28 @@ def decode_message(
     """
     if require_security and keys is None:
         raise LocalProtocolError("require_security needs keys to verify with")
-    apdu = decode_apdu(data)
+    return message_from_apdu(
+        decode_apdu(data),
+        keys,
+        base_oid,
+        include_mechanism_name=include_mechanism_name,
+        require_security=require_security,
+    )
+
+
+def message_from_apdu(
+    apdu: Apdu,
+    keys: Mapping[int, bytes] | None = None,
+    base_oid: tuple[int, ...] = DEFAULT_BASE_OID,
+    *,
+    include_mechanism_name: bool = True,
+    require_security: bool = False,
+) -> C1222Message:
+    """:func:`decode_message` of an APDU already decoded with ``decode_apdu`` (as received: its
+    ``wire_elements`` are what security modes 1 and 2 verify); for a reader that looked at the
+    APDU's titles and invocation ids first and should not decode it twice."""
+    if require_security and keys is None:
+        raise LocalProtocolError("require_security needs keys to verify with")
     auth = apdu.calling_authentication
     key_id, iv = (auth.key_id, auth.iv) if auth is not None else (None, None)
     if is_segment(apdu):

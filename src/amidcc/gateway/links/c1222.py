@@ -52,9 +52,9 @@ from amidcc.codecs.c1222 import (
     SecurityMode,
     build_message,
     decode_apdu,
-    decode_message,
     encode_apdu,
     iv_from_time,
+    message_from_apdu,
     reply_to,
 )
 from amidcc.codecs.codes import ResponseCode
@@ -105,6 +105,8 @@ AlarmHook = Callable[[MeterAddress, Sequence[bytes], float], object]
 FrameTap = Callable[[str, "Channel", "str | None", bytes, float], object]
 
 _NOTIFY = AeQualifier.NOTIFICATION | AeQualifier.URGENT
+#: Parsed AP titles kept (then forgotten all at once): a fleet's meters.
+_TITLES_KEPT = 65536
 _RELAYS = NodeType.RELAY | NodeType.MASTER_RELAY
 
 
@@ -293,6 +295,8 @@ class C1222Link:
         self.channels: set[Channel] = set()
         """Open channels."""
         self._last_iv: dict[str, int] = {}
+        self._titles: dict[str, ApTitle] = {}  # parsed AP titles of the meters asked
+        self._prefix: tuple[C1222Settings | None, list[bytes]] = (None, [])
         self.taps: list[FrameTap] = []
         """Observers of every APDU sent and received, and of channels closing (:data:`FrameTap`)."""
 
@@ -310,7 +314,7 @@ class C1222Link:
         if channel is None:
             return fail(LinkDown(f"meter {address.meter_id} ({address.ap_title}) is not connected"))
         try:
-            title = ApTitle.parse(address.ap_title)
+            title = self._title(address.ap_title)
             prefix = self._security_prefix()
             tag = channel.correlator.new_tag()
             apdu = self._secure_request(title, tag, [*prefix, *services])
@@ -322,11 +326,24 @@ class C1222Link:
         self._send(channel, encode_apdu(apdu), address.ap_title)
         return d.addCallback(self._responses, len(services))
 
+    def _title(self, text: str) -> ApTitle:
+        title = self._titles.get(text)
+        if title is None:
+            title = ApTitle.parse(text)
+            if len(self._titles) >= _TITLES_KEPT:
+                self._titles.clear()
+            self._titles[text] = title
+        return title
+
     def _security_prefix(self) -> list[bytes]:
+        """The sessionless Security service sent first (encoded once per settings object)."""
         s = self.settings
-        if s.password is None:
-            return []
-        return [encode_request(Security(password=s.password, user_id=s.user_id))]
+        if self._prefix[0] is not s:
+            services = []
+            if s.password is not None:
+                services = [encode_request(Security(password=s.password, user_id=s.user_id))]
+            self._prefix = (s, services)
+        return self._prefix[1]
 
     def _keys(self, title: str) -> Mapping[int, bytes] | None:
         if self._keys_for is not None:
@@ -369,9 +386,7 @@ class C1222Link:
             base_oid=self.settings.base_oid,
         )
 
-    def _responses(self, message: C1222Message, count: int) -> list[bytes]:
-        assert message.epsem is not None  # _decode gives plaintext or raises
-        services = list(message.epsem.services)
+    def _responses(self, services: list[bytes], count: int) -> list[bytes]:
         if len(services) != count:
             self.counters.error("malformed")
             raise RemoteProtocolError(f"{len(services)} responses to {count} services")
@@ -470,7 +485,7 @@ class C1222Link:
         sender = str(apdu.calling_ap_title) if apdu.calling_ap_title is not None else None
         self._trace("rx", channel, sender, data)
         try:
-            message = self._decode(data, sender)
+            message = self._decode(apdu, sender)
         except RemoteProtocolError as exc:
             self._bad_message(channel, apdu, exc)
             return
@@ -479,18 +494,18 @@ class C1222Link:
         else:
             self._incoming(channel, message)
 
-    def _decode(self, data: bytes, sender: str | None) -> C1222Message:
-        """Decode, verify and decrypt; anything not readable as plaintext EPSEM raises."""
+    def _decode(self, apdu: Apdu, sender: str | None) -> C1222Message:
+        """Verify and decrypt; anything not readable as plaintext EPSEM raises."""
         keys = self._keys(sender) if sender is not None else None
         base = self.settings.base_oid
         if keys:
-            message = decode_message(
-                data, keys, base, require_security=self.settings.require_security
+            message = message_from_apdu(
+                apdu, keys, base, require_security=self.settings.require_security
             )
         elif self.settings.require_security:
             raise SecurityError(f"no key for {sender} and security is required")
         else:
-            message = decode_message(data, None, base)
+            message = message_from_apdu(apdu, None, base)
         if message.segment:
             raise RemoteProtocolError(
                 "segmented APDUs are not supported", response_code=ResponseCode.SGNP
@@ -543,7 +558,7 @@ class C1222Link:
             )
             channel.correlator.reject(tag, error)
             return
-        channel.correlator.resolve(tag, replace(message, epsem=replace(epsem, services=services)))
+        channel.correlator.resolve(tag, list(services))  # our services' responses
 
     def _seen(self, title: str) -> None:
         if self.registry is None:
