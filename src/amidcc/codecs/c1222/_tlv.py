@@ -18,12 +18,19 @@ _T = TypeVar("_T")
 
 def tlv(tag: int, content: bytes) -> bytes:
     """Encode one element with a definite length."""
-    return bytes((tag,)) + encode_length(len(content)) + content
+    size = len(content)
+    if size < 0x80:  # the short form, as encode_length writes it, in one allocation less
+        return bytes((tag, size)) + content
+    return bytes((tag,)) + encode_length(size) + content
 
 
 def int_tlv(tag: int, value: int) -> bytes:
     """``tag`` wrapping a universal INTEGER (``02 <len> <int>``)."""
-    return tlv(tag, tlv(0x02, encode_integer(value)))
+    content = encode_integer(value)
+    size = len(content)
+    if size < 0x7E:  # both lengths short: the two headers at once
+        return bytes((tag, size + 2, 0x02, size)) + content
+    return tlv(tag, tlv(0x02, content))
 
 
 def read_tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:

@@ -188,10 +188,25 @@ def _integer(value: int) -> bytes:
     return tlv(0x02, encode_integer(value))
 
 
+#: Encoded AP titles by the title object: a gateway and a fleet send to and from the same titles
+#: again and again (the link and the decoder share one object per title). The entry holds the
+#: title, so its id is not reused while the entry exists; cleared when full.
+_TITLE_CONTENT: dict[int, tuple[ApTitle, bytes]] = {}
+_TITLE_CONTENT_SIZE = 16384
+
+
 def _title_content(title: ApTitle) -> bytes:
+    entry = _TITLE_CONTENT.get(id(title))
+    if entry is not None and entry[0] is title:
+        return entry[1]
     if title.relative:
-        return tlv(0x80, encode_arcs(title.arcs))
-    return tlv(0x06, encode_oid(title.arcs))
+        content = tlv(0x80, encode_arcs(title.arcs))
+    else:
+        content = tlv(0x06, encode_oid(title.arcs))
+    if len(_TITLE_CONTENT) >= _TITLE_CONTENT_SIZE:
+        _TITLE_CONTENT.clear()
+    _TITLE_CONTENT[id(title)] = (title, content)
+    return content
 
 
 def _authentication_content(auth: CallingAuthentication) -> bytes:
@@ -217,28 +232,29 @@ def _ae_qualifier_content(bits: AeQualifier) -> bytes:
 def encode_elements(apdu: Apdu) -> tuple[tuple[int, bytes], ...]:
     """The ``(tag, TLV)`` elements of ``apdu`` in wire order, freshly encoded from its fields."""
     out: list[tuple[int, bytes]] = []
-
-    def put(tag: int, content: bytes) -> None:
-        out.append((tag, tlv(tag, content)))
-
+    put = out.append
     if apdu.aso_context is not None:
-        put(Element.ASO_CONTEXT, tlv(0x06, encode_oid(apdu.aso_context)))
-    put(Element.CALLED_AP_TITLE, _title_content(apdu.called_ap_title))
+        put((Element.ASO_CONTEXT, tlv(Element.ASO_CONTEXT, tlv(0x06, encode_oid(apdu.aso_context)))))
+    put((Element.CALLED_AP_TITLE, tlv(Element.CALLED_AP_TITLE, _title_content(apdu.called_ap_title))))
     if apdu.called_ae_qualifier is not None:
-        out.append((Element.CALLED_AE_QUALIFIER, int_tlv(0xA3, apdu.called_ae_qualifier)))
+        put((Element.CALLED_AE_QUALIFIER, int_tlv(0xA3, apdu.called_ae_qualifier)))
     if apdu.called_ap_invocation_id is not None:
-        out.append((Element.CALLED_AP_INVOCATION_ID, int_tlv(0xA4, apdu.called_ap_invocation_id)))
+        put((Element.CALLED_AP_INVOCATION_ID, int_tlv(0xA4, apdu.called_ap_invocation_id)))
     if apdu.calling_ap_title is not None:
-        put(Element.CALLING_AP_TITLE, _title_content(apdu.calling_ap_title))
+        content = _title_content(apdu.calling_ap_title)
+        put((Element.CALLING_AP_TITLE, tlv(Element.CALLING_AP_TITLE, content)))
     if apdu.calling_ae_qualifier is not None:
-        put(Element.CALLING_AE_QUALIFIER, _ae_qualifier_content(apdu.calling_ae_qualifier))
-    out.append((Element.CALLING_AP_INVOCATION_ID, int_tlv(0xA8, apdu.calling_ap_invocation_id)))
+        content = _ae_qualifier_content(apdu.calling_ae_qualifier)
+        put((Element.CALLING_AE_QUALIFIER, tlv(Element.CALLING_AE_QUALIFIER, content)))
+    put((Element.CALLING_AP_INVOCATION_ID, int_tlv(0xA8, apdu.calling_ap_invocation_id)))
     if apdu.mechanism_name is not None:
-        put(Element.MECHANISM_NAME, apdu.mechanism_name)
+        put((Element.MECHANISM_NAME, tlv(Element.MECHANISM_NAME, apdu.mechanism_name)))
     if apdu.calling_authentication is not None:
-        put(Element.CALLING_AUTHENTICATION, _authentication_content(apdu.calling_authentication))
+        content = _authentication_content(apdu.calling_authentication)
+        put((Element.CALLING_AUTHENTICATION, tlv(Element.CALLING_AUTHENTICATION, content)))
     out.extend((raw[0], raw) for raw in apdu.extra_elements)
-    put(Element.USER_INFORMATION, _user_information_content(apdu.user_information))
+    content = _user_information_content(apdu.user_information)
+    put((Element.USER_INFORMATION, tlv(Element.USER_INFORMATION, content)))
     return tuple(out)
 
 

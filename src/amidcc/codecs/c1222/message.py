@@ -169,20 +169,26 @@ def build_message(
 
     ``iv`` must be fresh for every secured message (see ``iv_from_time``).
     """
-    epsem = Epsem(
-        services=tuple(services),
-        response_control=response_control,
-        ed_class=ed_class,
-    )
-    apdu = Apdu(
-        aso_context=aso_context,
-        called_ap_title=called,
-        called_ap_invocation_id=called_invocation_id,
-        calling_ap_title=calling,
-        calling_ae_qualifier=ae_qualifier,
-        calling_ap_invocation_id=invocation_id,
-        user_information=UserInformation(epsem=encode_epsem(epsem)),
-    )
+    # build_frozen: every field, in order (tests/codecs/test_c1222_build_frozen_messages.py)
+    epsem = build_frozen(
+        Epsem,
+        {
+            "services": tuple(services), "security_mode": SecurityMode.CLEARTEXT,
+            "response_control": response_control, "recovery": False, "proxy": False,
+            "ed_class": ed_class, "mac": None,
+        },
+    )  # fmt: skip
+    info = build_frozen(UserInformation, {"epsem": encode_epsem(epsem), "indirect_reference": None})
+    apdu = build_frozen(
+        Apdu,
+        {
+            "called_ap_title": called, "calling_ap_invocation_id": invocation_id,
+            "user_information": info, "aso_context": aso_context, "called_ae_qualifier": None,
+            "called_ap_invocation_id": called_invocation_id, "calling_ap_title": calling,
+            "calling_ae_qualifier": ae_qualifier, "mechanism_name": None,
+            "calling_authentication": None, "extra_elements": (), "wire_elements": (),
+        },
+    )  # fmt: skip
     return _secure(apdu, security_mode, key_id, key, iv, base_oid)
 
 
