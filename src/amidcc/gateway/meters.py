@@ -30,6 +30,7 @@ which link it is.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -219,21 +220,22 @@ class MeterClient:
     def _send(self, address: MeterAddress, operation: str, raw: list[bytes]) -> Deferred[list[bytes]]:
         link = self.links[address.link]
         observe = self.metrics.latency(operation, address.link.value)
-        timeout = self.requests.timeout
-
-        def start() -> Deferred[list[bytes]]:
-            sent = self.clock.seconds()
-
-            def done(result: list[bytes]) -> list[bytes]:
-                observe(self.clock.seconds() - sent)
-                return result
-
-            return link.request(address, raw, timeout=timeout).addCallback(done)
-
         if self.throttle is None:
-            return start()
+            return self._start(link, address, raw, observe)
         collector = address.route[0] if address.route else None
+        start = functools.partial(self._start, link, address, raw, observe)  # no closure cells
         return self.throttle.run(address.link.value, collector, start)
+
+    def _start(
+        self, link: MeterLink, address: MeterAddress, raw: list[bytes], observe: Callable[[float], None]
+    ) -> Deferred[list[bytes]]:
+        sent = self.clock.seconds()
+        d = link.request(address, raw, timeout=self.requests.timeout)
+        return d.addCallback(self._observed, observe, sent)
+
+    def _observed(self, result: _T, observe: Callable[[float], None], sent: float) -> _T:
+        observe(self.clock.seconds() - sent)
+        return result
 
     def _decode(self, address: MeterAddress, requests: Sequence[Request], raw: Sequence[bytes]) -> list[Response]:
         counters = self.metrics.link(address.link.value)
@@ -262,8 +264,9 @@ class MeterClient:
         tries = 1 + (self.requests.retries if retries is None else retries)
         for attempt in range(tries):
             last = attempt == tries - 1
-            try:
-                responses = await self._once(address, operation, requests)
+            try:  # _once, inline: one coroutine less per request
+                raw = await self._send(address, operation, [encode_request(r) for r in requests])
+                responses = self._decode(address, requests, raw)
             except RequestTimeout:
                 if last:
                     raise
@@ -303,7 +306,9 @@ class MeterClient:
             request: Request = PartialReadOffset(table_id=word, offset=offset or 0, octet_count=count)
         else:
             request = FullRead(table_id=word)
-        ctx = await self._context(meter_id, word) if decode and not partial else None
+        ctx = None
+        if decode and not partial:  # the context is known after the meter's first read
+            ctx = self._known_context(meter_id, word) or await self._context(meter_id, word)
         try:
             (response,) = await self._exchange(meter_id, "read", [request])
             data = response.data  # type: ignore[union-attr]
@@ -341,17 +346,24 @@ class MeterClient:
             model = table_model(word)
         except UnknownTableError:
             return None
-        address = self.address(meter_id)
         try:
             value = model.parse(data, ctx)
         except RemoteProtocolError:
-            self.metrics.link(address.link.value).error("malformed")
+            self.metrics.link(self.address(meter_id).link.value).error("malformed")
             raise
         number = word & 0x07FF
         if not word & MFG_TABLE and number in _DIMENSIONS:
             grown = self._contexts.get(meter_id, ctx).with_table(number, value)
             self._contexts[meter_id] = self._shared.setdefault(grown, grown)
         return value
+
+    def _known_context(self, meter_id: str, word: int) -> TableContext | None:
+        """The meter's context when it has every dimension table ``word`` needs, else None."""
+        ctx = self._contexts.get(meter_id, self.base_context)
+        for number in dimension_tables(word):
+            if not _has_dimension(ctx, number):
+                return None
+        return ctx
 
     async def _context(self, meter_id: str, word: int) -> TableContext:
         """The meter's table context, with every dimension table ``word`` needs read first."""

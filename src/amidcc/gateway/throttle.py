@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
@@ -66,6 +66,11 @@ class InflightLimit:
         d: Deferred[None] = Deferred(self._cancel_wait)
         self._waiting.append(d)
         return d
+
+    @property
+    def free(self) -> bool:
+        """A slot is free now (:meth:`acquire` would fire at once)."""
+        return self.in_flight < self.limit
 
     def _take(self) -> None:
         self.in_flight += 1
@@ -138,6 +143,11 @@ class RequestThrottle:
             self._collectors[collector] = limit
         return limit
 
+    def _forget_idle(self, collector: str | None, limit: InflightLimit) -> None:
+        """Drop a collector's limit once nobody holds or waits for it (there are thousands)."""
+        if collector is not None and limit.idle and self._collectors.get(collector) is limit:
+            del self._collectors[collector]
+
     def in_flight(self, link: str) -> int:
         """Requests in flight on ``link`` now."""
         limit = self._links.get(link)
@@ -148,49 +158,103 @@ class RequestThrottle:
     ) -> Deferred[_T]:
         """Call ``start()`` once a collector slot (if any) and a link slot are ours; release both
         when its Deferred fires. Cancelling the result cancels the wait or the request."""
-        limits = [self._collector(collector)] if collector is not None else []
-        limits.append(self.link_limit(link))
-        held: list[InflightLimit] = []
-        current: list[Deferred[Any]] = []
-        outer: Deferred[_T] = Deferred(lambda _: current[0].cancel() if current else None)
+        link_limit = self.link_limit(link)
+        mine = self._collector(collector) if collector is not None else None
+        if link_limit.free and (mine is None or mine.free):
+            return self._run_now(link_limit, collector, mine, start)
+        limits = (mine, link_limit) if mine is not None else (link_limit,)
+        waiting: _Waiting[_T] = _Waiting(self, collector, limits, start)
+        waiting.step()
+        return waiting.outer
 
-        def finish(result: object) -> None:
-            for limit in reversed(held):
-                limit.release()
-            held.clear()
-            if collector is not None and limits[0].idle:
-                if self._collectors.get(collector) is limits[0]:
-                    del self._collectors[collector]
-            if outer.called:
-                return
-            if isinstance(result, Failure):
-                outer.errback(result)
-            else:
-                outer.callback(result)  # type: ignore[arg-type]
+    def _run_now(
+        self,
+        link_limit: InflightLimit,
+        collector: str | None,
+        mine: InflightLimit | None,
+        start: Callable[[], Deferred[_T]],
+    ) -> Deferred[_T]:
+        """:meth:`run` when both slots are free: taken at once, in the same order, released in
+        the reverse order before anything chained to the result runs; the result is the
+        request's own Deferred (cancelling it cancels the request)."""
+        if mine is not None:
+            mine._take()
+            self.collector_peak = max(self.collector_peak, mine.in_flight)
+        link_limit._take()
 
-        def got(_: object, limit: InflightLimit) -> None:
-            held.append(limit)
-            if collector is not None and limit is limits[0]:
-                self.collector_peak = max(self.collector_peak, limit.in_flight)
-            step()
+        def release(result: object) -> object:
+            link_limit.release()
+            if mine is not None:
+                mine.release()
+                self._forget_idle(collector, mine)
+            return result
 
-        def step() -> None:
-            if len(held) == len(limits):
-                running: Deferred[Any] = maybeDeferred(start)
-                current[:] = [running]
-                running.addBoth(finish)
-                return
-            limit = limits[len(held)]
-            try:
-                waiting = limit.acquire()
-            except Throttled:
-                finish(Failure())  # type: ignore[no-untyped-call]
-                return
-            current[:] = [waiting]
-            waiting.addCallbacks(got, finish, callbackArgs=(limit,))
+        running: Deferred[_T] = maybeDeferred(start)
+        return running.addBoth(release)
 
-        step()
-        return outer
+
+class _Waiting(Generic[_T]):
+    """A request of :meth:`RequestThrottle.run` waiting for its slots: the collector's (if any),
+    then the link's, taken in that order and released in the reverse order. One object with
+    slots rather than closures: a fleet-wide read keeps hundreds of these queued."""
+
+    __slots__ = ("throttle", "collector", "limits", "held", "start", "current", "outer")
+
+    def __init__(
+        self,
+        throttle: RequestThrottle,
+        collector: str | None,
+        limits: tuple[InflightLimit, ...],
+        start: Callable[[], Deferred[_T]],
+    ) -> None:
+        self.throttle = throttle
+        self.collector = collector
+        self.limits = limits
+        self.held = 0
+        """Slots held: the first ``held`` of ``limits``."""
+        self.start = start
+        self.current: Deferred[Any] | None = None
+        """The wait for a slot, then the request: what cancelling ``outer`` cancels."""
+        self.outer: Deferred[_T] = Deferred(self._cancel)
+        """What :meth:`RequestThrottle.run` returned."""
+
+    def _cancel(self, _: Deferred[_T]) -> None:
+        if self.current is not None:
+            self.current.cancel()
+
+    def finish(self, result: object) -> None:
+        for limit in reversed(self.limits[: self.held]):
+            limit.release()
+        self.held = 0
+        if self.collector is not None:
+            self.throttle._forget_idle(self.collector, self.limits[0])
+        if self.outer.called:
+            return
+        if isinstance(result, Failure):
+            self.outer.errback(result)
+        else:
+            self.outer.callback(result)  # type: ignore[arg-type]
+
+    def got(self, _: object, limit: InflightLimit) -> None:
+        self.held += 1
+        if self.collector is not None and limit is self.limits[0]:
+            self.throttle.collector_peak = max(self.throttle.collector_peak, limit.in_flight)
+        self.step()
+
+    def step(self) -> None:
+        if self.held == len(self.limits):
+            running: Deferred[Any] = maybeDeferred(self.start)
+            self.current = running
+            running.addBoth(self.finish)
+            return
+        limit = self.limits[self.held]
+        try:
+            waiting = limit.acquire()
+        except Throttled:
+            self.finish(Failure())  # type: ignore[no-untyped-call]
+            return
+        self.current = waiting
+        waiting.addCallbacks(self.got, self.finish, callbackArgs=(limit,))
 
 
 class ConnectionRateLimit:
