@@ -17,6 +17,7 @@ Cancelling the Deferred forgets the request and its timer. Time is the clock giv
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -119,7 +120,7 @@ class Correlator(Generic[_T]):
             raise LinkDown(f"channel is down: {self._down}")
         if tag in self._pending:
             raise ValueError(f"tag {tag} is already pending")
-        d: Deferred[_T] = Deferred(lambda _: self._cancelled(tag))
+        d: Deferred[_T] = Deferred(functools.partial(self._cancelled, tag))
         timer = self._clock.callLater(timeout, self._timed_out, tag, timeout)
         self._pending[tag] = Pending(tag, d, timer, self._clock.seconds(), context)
         return d
@@ -173,5 +174,5 @@ class Correlator(Generic[_T]):
             self._on_timeout(pending)
         pending.deferred.errback(RequestTimeout(f"no response to request {tag} in {timeout}s"))
 
-    def _cancelled(self, tag: int) -> None:
+    def _cancelled(self, tag: int, _: Deferred[_T]) -> None:
         self._pop(tag)

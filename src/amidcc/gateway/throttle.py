@@ -181,16 +181,17 @@ class RequestThrottle:
             mine._take()
             self.collector_peak = max(self.collector_peak, mine.in_flight)
         link_limit._take()
-
-        def release(result: object) -> object:
-            link_limit.release()
-            if mine is not None:
-                mine.release()
-                self._forget_idle(collector, mine)
-            return result
-
         running: Deferred[_T] = maybeDeferred(start)
-        return running.addBoth(release)
+        return running.addBoth(self._release, link_limit, collector, mine)
+
+    def _release(
+        self, result: _T, link_limit: InflightLimit, collector: str | None, mine: InflightLimit | None
+    ) -> _T:
+        link_limit.release()
+        if mine is not None:
+            mine.release()
+            self._forget_idle(collector, mine)
+        return result
 
 
 class _Waiting(Generic[_T]):

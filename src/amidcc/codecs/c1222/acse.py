@@ -281,7 +281,7 @@ def _only_child(buf: bytes, start: int, end: int, what: str) -> tuple[int, int, 
 #: Decoded AP titles by their encoding: a capture or a gateway sees the same few titles again and
 #: again (ApTitle is immutable, so sharing one is safe). Cleared when full.
 _TITLE_CACHE: dict[bytes, ApTitle] = {}
-_TITLE_CACHE_SIZE = 4096
+_TITLE_CACHE_SIZE = 65536
 
 
 def _decode_title(buf: bytes, start: int, end: int) -> ApTitle:
