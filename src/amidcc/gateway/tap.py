@@ -12,6 +12,7 @@ are asyncio libraries (integration-notes.md).
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -83,10 +84,25 @@ class Options(usage.Options):
             raise usage.UsageError(f"{path}: {err}") from None
 
 
+#: The garbage collector's young-generation threshold in the daemon (Python's default: 700). A
+#: gateway keeps hundreds of reads in progress, a few dozen objects each for a round trip: at 700
+#: allocations most of them outlive a young collection, get promoted, and the full collections
+#: rescan the whole fleet's state. bench.gateway_read_cycle, 10,000 meters, steady reads: the
+#: collector took 21-25 us of 122-136 us of gateway CPU per read; at 10,000, 5 us of 109-110 us.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_garbage_collector() -> None:
+    """The daemon's collector settings (:data:`GC_YOUNG_THRESHOLD`); process-wide, so only the
+    daemon's entry point applies them."""
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def makeService(options: Options) -> MultiService:
     """twistd's entry point: the gateway on the installed (global) reactor."""
     from twisted.internet import reactor  # only now: twistd has installed the chosen reactor
 
+    tune_garbage_collector()
     return build_service(options.loaded, reactor, capture=True)
 
 
