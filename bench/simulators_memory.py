@@ -21,7 +21,9 @@ from amidcc.simulators import MeterConfig, build_fleet
 from ._timing import ops_per_second, report
 
 T0 = 1_767_225_600.0
-SEC = encode_request(Security(password=pad_password("master", fill=b"\x00"), user_id=1))
+#: The meters' default password, padded as they pad it (and as the gateway sends it): with spaces.
+#: Padded with NULs every Security was refused (ISC) and every read answered ISC unread.
+SEC = encode_request(Security(password=pad_password("master", fill=b" "), user_id=1))
 
 
 def _rss_kib() -> int:
@@ -54,12 +56,17 @@ def throughput() -> None:
     fleet = build_fleet(1000, 2, start_time=T0, config=MeterConfig())
     state = {"i": 0, "now": T0 + 3600.0}
 
-    def call(table: int) -> None:
+    def call(table: int) -> list[bytes]:
         i = state["i"] = (state["i"] + 1) % len(fleet)
         state["now"] += 0.01
-        fleet[i].handle_services([SEC, encode_request(FullRead(table_id=table))], state["now"])
+        return fleet[i].handle_services(
+            [SEC, encode_request(FullRead(table_id=table))], state["now"]
+        )
 
     for table, name in ((23, "ST23 registers"), (3, "ST3 status"), (76, "ST76 event log")):
+        codes = [r[0] for r in call(table)]
+        if codes != [0, 0]:  # measure reads, not refusals
+            raise RuntimeError(f"Security + read ST{table} answered with codes {codes}")
         number = 2000 if table != 76 else 100
         report(f"EPSEM Security + read {name}, round-robin over 1,000 meters", ops_per_second(lambda t=table: call(t), number=number, repeat=3), "req/s")
 
