@@ -11,13 +11,21 @@ peer echoed (A4). Three ways out for a pending request, exactly one of which hap
 * the channel goes down: :meth:`Correlator.fail_all` fails every pending request (with
   :class:`LinkDown`), and the correlator refuses new requests from then on.
 
-Cancelling the Deferred forgets the request and its timer. Time is the clock given (a reactor or
-``task.Clock``); nothing here reads the global reactor.
+Cancelling the Deferred forgets the request. Time is the clock given (a reactor or ``task.Clock``);
+nothing here reads the global reactor.
+
+Timeouts run on one clock call per correlator, armed at the earliest deadline of the requests
+pending (each request's is its send time plus its timeout), rather than one call per request: a
+gateway answers hundreds of requests a second per channel, and scheduling and cancelling a
+reactor call for each cost more than the rest of the correlation. When the call fires, every
+request whose deadline has come fails, oldest deadline first, and the call is armed again for
+the next deadline; it is cancelled when nothing is pending.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -51,19 +59,21 @@ class Clock(Protocol):
 class Pending(Generic[_T]):
     """One request waiting for its response."""
 
-    __slots__ = ("tag", "deferred", "timer", "sent_at", "context")
+    __slots__ = ("tag", "deferred", "sent_at", "timeout", "deadline", "context")
 
     def __init__(
-        self, tag: int, deferred: Deferred[_T], timer: Any, sent_at: float, context: object
+        self, tag: int, deferred: Deferred[_T], sent_at: float, timeout: float, context: object
     ) -> None:
         self.tag = tag
         """The tag the response must echo."""
         self.deferred = deferred
         """Fires with the response, or fails."""
-        self.timer = timer
-        """The pending timeout."""
         self.sent_at = sent_at
         """Clock time when the request was registered."""
+        self.timeout = timeout
+        """Seconds it may wait."""
+        self.deadline = sent_at + timeout
+        """Clock time when it times out."""
         self.context = context
         """Whatever the link wants back with the response (e.g. the AP title it expects)."""
 
@@ -89,6 +99,8 @@ class Correlator(Generic[_T]):
         """Responses that matched no pending request (late after a timeout, or unknown tags)."""
         self.timeouts = 0
         """Requests that timed out."""
+        self._timer: Any = None  # the one clock call, armed at _timer_at (see the module doc)
+        self._timer_at = math.inf
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -121,8 +133,10 @@ class Correlator(Generic[_T]):
         if tag in self._pending:
             raise ValueError(f"tag {tag} is already pending")
         d: Deferred[_T] = Deferred(functools.partial(self._cancelled, tag))
-        timer = self._clock.callLater(timeout, self._timed_out, tag, timeout)
-        self._pending[tag] = Pending(tag, d, timer, self._clock.seconds(), context)
+        pending = Pending(tag, d, self._clock.seconds(), timeout, context)
+        self._pending[tag] = pending
+        if pending.deadline < self._timer_at:
+            self._arm(timeout, pending.deadline)  # the delay callLater had per request
         return d
 
     def get(self, tag: int) -> Pending[_T] | None:
@@ -131,9 +145,20 @@ class Correlator(Generic[_T]):
 
     def _pop(self, tag: int) -> Pending[_T] | None:
         pending = self._pending.pop(tag, None)
-        if pending is not None and pending.timer.active():
-            pending.timer.cancel()
+        if not self._pending:
+            self._disarm()
         return pending
+
+    def _arm(self, delay: float, deadline: float) -> None:
+        self._disarm()
+        self._timer = self._clock.callLater(delay, self._expire, deadline)
+        self._timer_at = deadline
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
 
     def resolve(self, tag: int, value: _T) -> bool:
         """Fire the request tagged ``tag`` with ``value``; False (and counted late) if none."""
@@ -165,14 +190,32 @@ class Correlator(Generic[_T]):
                 failed += 1
         return failed
 
-    def _timed_out(self, tag: int, timeout: float) -> None:
-        pending = self._pending.pop(tag, None)
-        if pending is None:
+    def _expire(self, due: float) -> None:
+        """The clock call: fail what is due, oldest deadline first (ties: oldest request), then
+        arm for the next deadline. ``due`` is the deadline it was armed for; never more than the
+        clock says (a call may come a rounding error early)."""
+        self._timer, self._timer_at = None, math.inf
+        limit = min(due, self._clock.seconds())
+        expired = sorted(
+            (p for p in self._pending.values() if p.deadline <= limit), key=lambda p: p.deadline
+        )
+        for pending in expired:
+            if self._pending.get(pending.tag) is pending:  # an earlier errback may have resolved it
+                del self._pending[pending.tag]
+                self._timed_out(pending)
+        if not self._pending:
+            self._disarm()
             return
+        following = min(p.deadline for p in self._pending.values())
+        if following < self._timer_at:
+            self._arm(max(0.0, following - self._clock.seconds()), following)
+
+    def _timed_out(self, pending: Pending[_T]) -> None:
         self.timeouts += 1
         if self._on_timeout is not None:
             self._on_timeout(pending)
-        pending.deferred.errback(RequestTimeout(f"no response to request {tag} in {timeout}s"))
+        message = f"no response to request {pending.tag} in {pending.timeout}s"
+        pending.deferred.errback(RequestTimeout(message))
 
     def _cancelled(self, tag: int, _: Deferred[_T]) -> None:
         self._pop(tag)
