@@ -216,7 +216,7 @@ def test_scheduled_reads_succeed_on_all_three_links(deployment: Deployment) -> N
     # Modbus link stamps no last_seen: its meters are counted by their reads)
     healthy = [m for m in TCP + MESH if m not in (GARBAGE, SILENT)]
     deployment.wait(
-        "every healthy meter heard again", lambda: not deployment.seen_after(since, healthy)
+        "every healthy meter answering again", lambda: not deployment.seen_after(since, healthy)
     )
     deployment.wait(
         "every Modbus meter read again",
@@ -233,7 +233,8 @@ def test_scheduled_reads_succeed_on_all_three_links(deployment: Deployment) -> N
 
     ratios = deployment.wait("a read success ratio for every link", ratios_of_every_link)
     assert all(0.0 <= v <= 1.0 for v in ratios.values())
-    assert ratios[(("link", "mqtt"),)] > 0.5 and ratios[(("link", "modbus"),)] > 0.5
+    for link in LINKS:  # on TCP, 2 of 42 meters are faulty
+        assert ratios[(("link", link),)] > 0.5, ratios
 
 
 @pytest.mark.parametrize("link", sorted(ON_DEMAND))
