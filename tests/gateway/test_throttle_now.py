@@ -68,3 +68,41 @@ def test_a_freed_slot_goes_to_the_oldest_waiter_not_to_a_newcomer() -> None:
     assert started == ["first", "waiter", "newcomer"]
     requests["newcomer"].callback("done")
     assert throttle.in_flight("c1222-tcp") == 0 and throttle.collector_limit("col") is None
+
+
+def test_cancelling_a_request_that_holds_its_collector_slot_gives_it_back() -> None:
+    throttle = RequestThrottle(per_link=1, per_collector=1)
+    first: Deferred[str] = Deferred()
+    throttle.run("c1222-tcp", None, lambda: first)  # holds the link
+    started: list[str] = []
+
+    def starter(name: str):  # type: ignore[no-untyped-def]
+        def start() -> Deferred[str]:
+            started.append(name)
+            return Deferred()
+
+        return start
+
+    waiting = throttle.run("c1222-tcp", "col", starter("a"))
+    assert throttle.collector_limit("col") is not None  # col's slot taken, waiting for the link
+    behind = throttle.run("c1222-tcp", "col", starter("b"))
+    errors: list[object] = []
+    waiting.addErrback(errors.append)
+    waiting.cancel()
+    assert errors[0].check(CancelledError)  # type: ignore[attr-defined]
+    first.callback("done")
+    assert started == ["b"]  # col's slot went to the next request, the link's too
+    assert not behind.called
+
+
+def test_a_full_queue_throttles_a_request_and_releases_what_it_held() -> None:
+    from amidcc.gateway.links.base import Throttled
+
+    throttle = RequestThrottle(per_link=1, per_collector=5, max_queue=1)
+    throttle.run("c1222-tcp", "col", lambda: Deferred())  # holds the link
+    throttle.run("c1222-tcp", "col", lambda: Deferred())  # waits for the link (queue full)
+    errors: list[object] = []
+    throttle.run("c1222-tcp", "col", lambda: Deferred()).addErrback(errors.append)
+    assert errors[0].check(Throttled)  # type: ignore[attr-defined]
+    limit = throttle.collector_limit("col")
+    assert limit is not None and limit.in_flight == 2  # the refused one gave its slot back

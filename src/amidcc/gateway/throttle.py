@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from .config import ThrottleSection
@@ -27,6 +27,13 @@ from .links.base import Throttled
 __all__ = ["ConnectionRateLimit", "InflightLimit", "RequestThrottle"]
 
 _T = TypeVar("_T")
+
+
+class _Waiter(Protocol):
+    """What waits in an :class:`InflightLimit`'s queue: told with ``callback(None)`` that a slot
+    has been taken for it (a Deferred from :meth:`InflightLimit.acquire`, or a :class:`_Waiting`)."""
+
+    def callback(self, result: None, /) -> object: ...
 
 
 class InflightLimit:
@@ -43,7 +50,7 @@ class InflightLimit:
         """Current holders."""
         self.peak = 0
         """Most holders ever seen at once."""
-        self._waiting: deque[Deferred[None]] = deque()
+        self._waiting: deque[_Waiter] = deque()
         self._dispatching = False
 
     @property
@@ -61,11 +68,14 @@ class InflightLimit:
         if self.in_flight < self.limit:
             self._take()
             return succeed(None)
+        d: Deferred[None] = Deferred(self._cancel_wait)
+        self._enqueue(d)
+        return d
+
+    def _enqueue(self, waiter: _Waiter) -> None:
         if self.max_queue is not None and len(self._waiting) >= self.max_queue:
             raise Throttled(f"{len(self._waiting)} requests already queued (limit {self.max_queue})")
-        d: Deferred[None] = Deferred(self._cancel_wait)
-        self._waiting.append(d)
-        return d
+        self._waiting.append(waiter)
 
     @property
     def free(self) -> bool:
@@ -76,9 +86,9 @@ class InflightLimit:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
 
-    def _cancel_wait(self, d: Deferred[None]) -> None:
+    def _cancel_wait(self, waiter: _Waiter) -> None:
         try:
-            self._waiting.remove(d)
+            self._waiting.remove(waiter)
         except ValueError:
             pass
 
@@ -196,10 +206,11 @@ class RequestThrottle:
 
 class _Waiting(Generic[_T]):
     """A request of :meth:`RequestThrottle.run` waiting for its slots: the collector's (if any),
-    then the link's, taken in that order and released in the reverse order. One object with
-    slots rather than closures: a fleet-wide read keeps hundreds of these queued."""
+    then the link's, taken in that order and released in the reverse order. It waits in a
+    limit's queue itself (no Deferred per wait), and is one object with slots rather than
+    closures: a fleet-wide read keeps hundreds of these queued."""
 
-    __slots__ = ("throttle", "collector", "limits", "held", "start", "current", "outer")
+    __slots__ = ("throttle", "collector", "limits", "held", "start", "waiting", "current", "outer")
 
     def __init__(
         self,
@@ -214,13 +225,19 @@ class _Waiting(Generic[_T]):
         self.held = 0
         """Slots held: the first ``held`` of ``limits``."""
         self.start = start
+        self.waiting: InflightLimit | None = None
+        """The limit in whose queue it waits."""
         self.current: Deferred[Any] | None = None
-        """The wait for a slot, then the request: what cancelling ``outer`` cancels."""
+        """The request, once started: what cancelling ``outer`` then cancels."""
         self.outer: Deferred[_T] = Deferred(self._cancel)
         """What :meth:`RequestThrottle.run` returned."""
 
     def _cancel(self, _: Deferred[_T]) -> None:
-        if self.current is not None:
+        if self.waiting is not None:  # leave the queue; give back the slots held
+            self.waiting._cancel_wait(self)
+            self.waiting = None
+            self.finish(Failure(CancelledError()))  # type: ignore[no-untyped-call]
+        elif self.current is not None:
             self.current.cancel()
 
     def finish(self, result: object) -> None:
@@ -236,26 +253,35 @@ class _Waiting(Generic[_T]):
         else:
             self.outer.callback(result)  # type: ignore[arg-type]
 
-    def got(self, _: object, limit: InflightLimit) -> None:
+    def _got(self, limit: InflightLimit) -> None:
         self.held += 1
         if self.collector is not None and limit is self.limits[0]:
             self.throttle.collector_peak = max(self.throttle.collector_peak, limit.in_flight)
+
+    def callback(self, _: None) -> None:
+        """The limit it waited for took a slot for it (:class:`_Waiter`)."""
+        limit = self.waiting
+        assert limit is not None
+        self.waiting = None
+        self._got(limit)
         self.step()
 
     def step(self) -> None:
-        if self.held == len(self.limits):
-            running: Deferred[Any] = maybeDeferred(self.start)
-            self.current = running
-            running.addBoth(self.finish)
-            return
-        limit = self.limits[self.held]
-        try:
-            waiting = limit.acquire()
-        except Throttled:
-            self.finish(Failure())  # type: ignore[no-untyped-call]
-            return
-        self.current = waiting
-        waiting.addCallbacks(self.got, self.finish, callbackArgs=(limit,))
+        while self.held < len(self.limits):
+            limit = self.limits[self.held]
+            if not limit.free:
+                try:
+                    limit._enqueue(self)
+                except Throttled:
+                    self.finish(Failure())  # type: ignore[no-untyped-call]
+                    return
+                self.waiting = limit
+                return
+            limit._take()
+            self._got(limit)
+        running: Deferred[Any] = maybeDeferred(self.start)
+        self.current = running
+        running.addBoth(self.finish)
 
 
 class ConnectionRateLimit:

@@ -256,6 +256,7 @@ class Routes(dict[str, "Channel"]):
 class _Sent:
     title: ApTitle
     prefixed: int
+    expected: int  # responses owed: one per service asked (after the prefix)
 
 
 def _same_title(a: ApTitle | None, b: ApTitle, base: tuple[int, ...]) -> bool:
@@ -319,12 +320,12 @@ class C1222Link:
             tag = channel.correlator.new_tag()
             apdu = self._secure_request(title, tag, [*prefix, *services])
             d: Deferred[Any] = channel.correlator.expect(
-                tag, timeout, context=_Sent(title, len(prefix))
+                tag, timeout, context=_Sent(title, len(prefix), len(services))
             )
         except Exception as exc:  # our own misuse (bad title, no key): fail this request only
             return fail(exc)
         self._send(channel, encode_apdu(apdu), address.ap_title)
-        return d.addCallback(self._responses, len(services))
+        return d
 
     def _title(self, text: str) -> ApTitle:
         title = self._titles.get(text)
@@ -385,12 +386,6 @@ class C1222Link:
             iv=iv,
             base_oid=self.settings.base_oid,
         )
-
-    def _responses(self, services: list[bytes], count: int) -> list[bytes]:
-        if len(services) != count:
-            self.counters.error("malformed")
-            raise RemoteProtocolError(f"{len(services)} responses to {count} services")
-        return services
 
     # -- channels ------------------------------------------------------------------------------
 
@@ -556,6 +551,11 @@ class C1222Link:
             error = RemoteProtocolError(
                 "Security refused", response_code=ResponseCode(epsem.services[0][0])
             )
+            channel.correlator.reject(tag, error)
+            return
+        if len(services) != sent.expected:
+            self.counters.error("malformed")
+            error = RemoteProtocolError(f"{len(services)} responses to {sent.expected} services")
             channel.correlator.reject(tag, error)
             return
         channel.correlator.resolve(tag, list(services))  # our services' responses
