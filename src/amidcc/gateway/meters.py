@@ -499,9 +499,11 @@ class MeterClient:
         return tuple(str(t) for t in response.ap_titles)
 
 
+_DIMENSION_FIELDS = {0: "st0", 21: "st21", 61: "st61", 62: "st62", 71: "st71"}
+
+
 def _has_dimension(ctx: TableContext, number: int) -> bool:
-    field = {0: ctx.st0, 21: ctx.st21, 61: ctx.st61, 62: ctx.st62, 71: ctx.st71}[number]
-    return field is not None
+    return getattr(ctx, _DIMENSION_FIELDS[number]) is not None
 
 
 def _registry_resolver(registry: MeterRegistry) -> Callable[[str], MeterAddress]:

@@ -260,6 +260,8 @@ class _Sent:
 
 
 def _same_title(a: ApTitle | None, b: ApTitle, base: tuple[int, ...]) -> bool:
+    if a is b:  # decoded titles and the link's parsed ones are shared objects
+        return True
     return a is not None and a.absolute(base) == b.absolute(base)
 
 
