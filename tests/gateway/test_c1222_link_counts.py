@@ -46,3 +46,15 @@ def test_the_right_number_fires_with_our_services_answers() -> None:
     ok = encode_response(ReadResponse(data=b"AMDC"))
     proto.dataReceived(answer(request, [b"\x00", ok, ok]))
     assert box == [[ok, ok]] and rig.errors("malformed") == 0
+
+
+def test_a_register_without_a_calling_title_is_malformed_not_a_crash() -> None:
+    # Found by test_c1222_link's mutation test: the calling AP title's tag A6 turned into A9
+    # (an unknown element, kept as extra), so the APDU decodes without a calling title.
+    rig = Rig()
+    proto, transport = rig.connect()
+    wire = bytearray(register_apdu(".2.7.5", "SIM-5"))
+    wire[wire.index(0xA6)] = 0xA9
+    proto.dataReceived(bytes(wire))
+    assert sent(transport) == [] and not transport.disconnecting
+    assert rig.errors("malformed") == 1 and not rig.link.meters

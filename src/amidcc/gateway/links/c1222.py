@@ -646,7 +646,10 @@ class C1222Link:
 
     def _register(self, channel: Channel, message: C1222Message, request: Register) -> None:
         apdu = message.apdu
-        assert apdu.calling_ap_title is not None  # decode_message needs it to answer at all
+        if apdu.calling_ap_title is None:  # nobody to register, nobody to answer
+            self.counters.error("malformed")
+            log.info("c1222 {peer}: Register without a calling AP title", peer=channel.peer)
+            return
         title = str(apdu.calling_ap_title)
         now = self.clock.seconds()
         relay = bool(request.node_type & _RELAYS)
