@@ -15,7 +15,8 @@ simulator accepts (docs/simulators.md, "Programmable tables").
 ``tick`` seconds) adds newly registered meters to the agenda, drops removed ones, and starts what
 is due through the :class:`~amidcc.gateway.meters.MeterClient` (which throttles per link and per
 collector); it also caps its own outstanding work so the queue in front of the throttle stays
-bounded. :meth:`Scheduler.on_register` is the C12.22 link's ``on_register`` hook.
+bounded, and runs at most one task per meter at a time (a task due on a busy meter waits for its
+next slot). :meth:`Scheduler.on_register` is the C12.22 link's ``on_register`` hook.
 
 A C12.22 Register names the meter but not its premise or account, so on registration the
 scheduler reads ST6 UTILITY_INFO_TBL (:meth:`Scheduler.locate`): SERVICE_POINT_ID is the premise,
@@ -341,10 +342,19 @@ class Counts:
     exchanges: int = 0
     programs_written: int = 0
     failures: int = 0
+    postponed: int = 0
+    """Due tasks not started because the meter's last task was still running."""
 
 
 class Scheduler:
     """Runs the agenda on a reactor through the meter client.
+
+    At most one scheduled task per meter is in progress: a task that falls due while the meter's
+    previous one still runs (a dead meter's read spends ``timeout x (retries + 1)`` plus backoff)
+    is postponed to its next slot and counted in ``counts.postponed``. When the running task ends
+    with an answer the meter was only busy, and what waited runs at the next step instead (two
+    tasks whose phases lie close together would otherwise starve one of them for good).
+    Registration work (self-test, ST6, install) is not held back by this.
 
     :param max_outstanding: scheduled operations in progress at once; what is due beyond that
         waits for the next step (the client's throttle bounds the network, this bounds the queue).
@@ -389,6 +399,10 @@ class Scheduler:
         self.success = SuccessWindow(window)
         self.counts = Counts()
         self.outstanding = 0
+        self.busy: set[str] = set()
+        """Meters with a scheduled task in progress: at most one per meter, so a dead meter's
+        retries and timeouts never pile its next tasks up in front of the throttle."""
+        self._waiting: dict[str, set[Task]] = {}
 
     # -- the periodic step -------------------------------------------------------------------------
 
@@ -397,9 +411,21 @@ class Scheduler:
         now = self.clock.seconds()
         self._sync(now)
         room = max(0, self.max_outstanding - self.outstanding)
-        for task, meter_id in self.agenda.due(now, limit=room):
-            self._start(task, meter_id)
+        while room and (due := self.agenda.due(now, limit=room)):
+            for task, meter_id in due:
+                if meter_id in self.busy:
+                    self._postpone(task, meter_id)
+                else:
+                    self._start(task, meter_id)
+                    room -= 1
         self._gauge(now)
+
+    def _postpone(self, task: Task, meter_id: str) -> None:
+        """The meter's last task still runs: this one keeps the next slot the agenda gave it,
+        unless that task ends with an answer (then it runs at the next step)."""
+        self.counts.postponed += 1
+        self._waiting.setdefault(meter_id, set()).add(task)
+        log.debug("{task} of {meter} postponed: busy", task=task.value, meter=meter_id)
 
     def _sync(self, now: float) -> None:
         live = set()
@@ -427,7 +453,19 @@ class Scheduler:
             Task.CLOCK: self.check_clock,
             Task.METROLOGY: self.check_metrology,
         }[task]
-        self._track(run(meter_id), f"{task.value} of {meter_id}")
+        d = run(meter_id)
+        self.busy.add(meter_id)  # before addBoth: a Deferred already fired frees it at once
+        d.addBoth(self._free, meter_id)
+        self._track(d, f"{task.value} of {meter_id}")
+
+    def _free(self, result: object, meter_id: str) -> object:
+        self.busy.discard(meter_id)
+        waiting = self._waiting.pop(meter_id, ())
+        if not isinstance(result, Failure):  # a live meter that was only busy: no slot lost
+            now = self.clock.seconds()
+            for task in waiting:
+                self.agenda.postpone(task, meter_id, now)
+        return result
 
     def _track(self, d: Deferred[Any], what: str) -> Deferred[Any]:
         self.outstanding += 1
