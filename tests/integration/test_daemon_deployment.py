@@ -46,9 +46,8 @@ TAMPER = "meter-0055"  # direct: pushes a tamper alarm at FAULT_AT
 #: Seconds after the fleet starts: every meter has registered by then, even on a loaded box.
 FAULT_AT = 12
 PER_LINK, PER_COLLECTOR = 4, 2
-#: A request that gets no answer fails after 2 x 1.5 s + 0.2 s backoff, within one read interval:
-#: the scheduler starts a meter's next read even while the last one is in progress, so a
-#: shorter interval piles a dead meter's reads up in front of the throttle.
+#: A request that gets no answer fails after 2 x 1.5 s + 0.2 s backoff, within one read interval
+#: (a dead meter's task that falls due while its last one runs waits for its next slot).
 REQUEST_TIMEOUT = 1.5
 READ_INTERVAL = 4.0
 #: How long to wait for what the fleet and the scheduler do on their own.
@@ -212,9 +211,9 @@ def test_scheduled_reads_succeed_on_all_three_links(deployment: Deployment) -> N
     for link, meter_ids in LINKS.items():
         assert sorted(deployment.meters(link)) == meter_ids, link
     since, modbus_reads = time.time(), deployment.read_count("modbus")
-    # every C12.22 and mesh meter answers again (the faulty two aside); Modbus reads go on (the
-    # Modbus link stamps no last_seen: its meters are counted by their reads)
-    healthy = [m for m in TCP + MESH if m not in (GARBAGE, SILENT)]
+    # every meter answers again (the faulty two aside): the MeterClient stamps last_seen on every
+    # link, Modbus included
+    healthy = [m for m in TCP + MESH + MODBUS if m not in (GARBAGE, SILENT)]
     deployment.wait(
         "every healthy meter answering again", lambda: not deployment.seen_after(since, healthy)
     )
@@ -322,6 +321,23 @@ def test_a_silent_meter_times_out_and_its_collector_keeps_serving(
         lambda: not deployment.seen_after(since, neighbours),
     )
     assert deployment.seen_after(since, [SILENT]) == [SILENT]
+    # no answer after the retries: UNREACHABLE, for the API's state filter and the gauge
+    status, body = deployment.wait(
+        "the silent meter unreachable",
+        lambda: (
+            answer
+            if (answer := deployment.api("/api/meters?state=unreachable&limit=1000"))[0] == 200
+            and SILENT in {m["meter_id"] for m in answer[1]["meters"]}
+            else None
+        ),
+    )
+    assert {m["meter_id"] for m in body["meters"]} <= {SILENT, GARBAGE}
+    assert all(state == "reachable" for m, state in states(deployment, neighbours))
+
+
+def states(deployment: Deployment, meter_ids: list[str]) -> list[tuple[str, str]]:
+    meters = deployment.meters()
+    return [(m, meters[m]["state"]) for m in meter_ids]
 
 
 def test_requests_in_flight_stay_within_the_throttle(deployment: Deployment) -> None:

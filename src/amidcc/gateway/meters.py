@@ -23,6 +23,11 @@ which link it is.
   timeout the client first reads ST8 again (the procedure may have run) before starting it anew,
   so a procedure is never run twice because a response was lost. ``accepted, not completed`` is
   polled with the same backoff.
+* **Reachability.** How each request ends is told to ``on_seen`` / ``on_unreachable`` (the
+  registry's ``mark_seen`` / ``mark_unreachable`` in the daemon): any answer, even a refusal or
+  an undecodable one, means the meter was heard; no answer after the last retry
+  (:class:`~amidcc.gateway.links.base.RequestTimeout`) or no way to it (``LinkDown``) makes it
+  unreachable. This is the one place for it, the same on every link.
 * **Metrics**: request latency by operation and link (pre-bound histogram children); PSEM refusals
   count as ``errors{kind="nak"}``, undecodable responses as ``malformed`` (timeouts are counted by
   the link that saw them).
@@ -79,6 +84,7 @@ __all__ = [
     "MFG_TABLE",
     "MeterClient",
     "MeterError",
+    "MeterMark",
     "MeterRefused",
     "ProcedureMismatch",
     "TableRead",
@@ -175,6 +181,12 @@ class TableReader(Protocol):
         ...
 
 
+class MeterMark(Protocol):
+    """A note of a request's outcome (``MeterRegistry.mark_seen`` / ``mark_unreachable``)."""
+
+    def __call__(self, meter_id: str, *, now: float) -> object: ...
+
+
 class MeterClient:
     """PSEM operations on meters, over whichever link reaches each one."""
 
@@ -188,6 +200,8 @@ class MeterClient:
         throttle: RequestThrottle | None = None,
         metrics: GatewayMetrics | None = None,
         base_context: TableContext = DEFAULT_CONTEXT,
+        on_seen: MeterMark | None = None,
+        on_unreachable: MeterMark | None = None,
     ) -> None:
         self.links: dict[LinkKind, MeterLink] = (
             dict(links) if isinstance(links, Mapping) else {link.kind: link for link in links}
@@ -203,6 +217,10 @@ class MeterClient:
         """One object per distinct context: a fleet's meters mostly share their dimension tables,
         and a decoded context per meter (ST0 + ST21: ~5 KB) would outweigh the rest of its state."""
         self._seq: dict[str, int] = {}
+        self.on_seen = on_seen
+        """Called when a request to the meter got an answer."""
+        self.on_unreachable = on_unreachable
+        """Called when a request to the meter got none after its retries, or found no way."""
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -249,8 +267,26 @@ class MeterClient:
         return responses
 
     async def _once(self, address: MeterAddress, operation: str, requests: Sequence[Request]) -> list[Response]:
-        raw = await self._send(address, operation, [encode_request(r) for r in requests])
+        """One attempt; a timeout is the caller's to judge (it may retry)."""
+        try:
+            raw = await self._send(address, operation, [encode_request(r) for r in requests])
+        except (LinkDown, RemoteProtocolError) as exc:
+            self._failed(address.meter_id, exc)
+            raise
+        self._seen(address.meter_id)
         return self._decode(address, requests, raw)
+
+    def _seen(self, meter_id: str) -> None:
+        if self.on_seen is not None:
+            self.on_seen(meter_id, now=self.clock.seconds())
+
+    def _failed(self, meter_id: str, exc: Exception) -> None:
+        """A request that ends with ``exc``: the meter answered (RemoteProtocolError: badly) or
+        is out of reach (LinkDown, the last RequestTimeout)."""
+        if isinstance(exc, RemoteProtocolError):
+            self._seen(meter_id)
+        elif self.on_unreachable is not None:
+            self.on_unreachable(meter_id, now=self.clock.seconds())
 
     def _backoff(self, attempt: int) -> float:
         r = self.requests
@@ -266,12 +302,17 @@ class MeterClient:
             last = attempt == tries - 1
             try:  # _once, inline: one coroutine less per request
                 raw = await self._send(address, operation, [encode_request(r) for r in requests])
-                responses = self._decode(address, requests, raw)
-            except RequestTimeout:
+            except RequestTimeout as exc:
                 if last:
+                    self._failed(meter_id, exc)
                     raise
                 await _sleep(self.clock, self._backoff(attempt))
                 continue
+            except (LinkDown, RemoteProtocolError) as exc:
+                self._failed(meter_id, exc)
+                raise
+            self._seen(meter_id)
+            responses = self._decode(address, requests, raw)
             nok = next((r for r in responses if isinstance(r, NokResponse)), None)
             if nok is None:
                 return responses
@@ -422,9 +463,10 @@ class MeterClient:
             polling = started
             try:
                 responses = await self._once(address, "procedure", [read] if polling else [write, read])
-            except RequestTimeout:
+            except RequestTimeout as exc:
                 started = True
                 if last:
+                    self._failed(meter_id, exc)
                     raise
                 await _sleep(self.clock, self._backoff(attempt))
                 continue

@@ -448,6 +448,7 @@ class Composition(Service):
         client = MeterClient(
             links, resolve=registry, clock=reactor, requests=config.requests,
             throttle=throttle, metrics=metrics,
+            on_seen=registry.mark_seen, on_unreachable=registry.mark_unreachable,
         )  # fmt: skip
         reader = hooks["reader"] = EventReader(intake, client, reactor, metrics=metrics)
         scheduler = hooks["scheduler"] = Scheduler(
@@ -540,7 +541,9 @@ def _mqtt_broker(config: Config) -> Any:
 def meter_gauges(
     registry: Any, links: list[Any], metrics: GatewayMetrics
 ) -> dict[str, tuple[int, int]]:
-    """Set ``amidcc_meters_registered`` / ``_reachable`` per link from the registry; return them."""
+    """Set ``amidcc_meters_registered`` / ``_reachable`` per link from the registry; return them.
+
+    Reachable: the link has a way to the meter and its last request did not go unanswered."""
     from amidcc.gateway.registry import MeterState, address_of
 
     by_kind = {link.kind: link for link in links}
@@ -551,6 +554,8 @@ def meter_gauges(
         pair = counts.setdefault(str(record.link), [0, 0])
         pair[0] += 1
         link = by_kind.get(record.link)
+        if record.state is MeterState.UNREACHABLE:
+            continue
         if link is not None and link.is_reachable(address_of(record)):
             pair[1] += 1
     for name, (registered, reachable) in counts.items():

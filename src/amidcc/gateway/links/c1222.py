@@ -545,8 +545,7 @@ class C1222Link:
                 want=str(sent.title),
             )
             return
-        self._seen(str(sent.title))
-        epsem = message.epsem
+        epsem = message.epsem  # the MeterClient marks the meter seen (or not) per request
         assert epsem is not None
         services = epsem.services[sent.prefixed :]
         if sent.prefixed and not services and epsem.services[0][:1] != b"\x00":
