@@ -5,7 +5,8 @@ Issue 5's benchmark. Three processes on loopback, each on Twisted's asyncio reac
 - the **gateway** (``--role gateway``): the daemon's C12.22 pieces, wired as ``amidcc.gateway.tap``
   wires them (``build_c1222`` with a SQLite :class:`MeterRegistry` at the daemon's durability,
   :class:`MeterClient` with ``RequestThrottle.from_config`` of the default ``[throttle]``: 256
-  requests in flight per link, 8 per collector), logging info and up to a file like the daemon;
+  requests in flight per link, 8 per collector, telling the registry each request's outcome),
+  the daemon's garbage-collector setting, logging info and up to a file like the daemon;
 - the **fleet** (``bench.fleet --role fleet``): 10,000 simulated meters by default, 50 behind each
   collector and 100 on their own connection;
 - this process, which starts them, bounds every phase with a timeout, samples the fleet's CPU from
@@ -113,6 +114,7 @@ class BenchGateway:
         self.client = MeterClient(
             [self.link], resolve=self.registry, clock=reactor, requests=self.config.requests,
             throttle=self.throttle, metrics=self.metrics,
+            on_seen=self.registry.mark_seen, on_unreachable=self.registry.mark_unreachable,
         )  # fmt: skip
         self.wire: list[float] = []
         """Seconds from each request sent to its response (or failure), in this cycle."""
