@@ -19,6 +19,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from amidcc.codecs.c1222 import receive_datagram
+from amidcc.codecs.c1222.datagram import MAX_UDP_PAYLOAD
 from amidcc.codecs.errors import CodecError
 from amidcc.codecs.psem import ConnectionType
 
@@ -83,7 +84,9 @@ class _Port(Service):
 
     def startService(self) -> None:
         super().startService()
-        self.port = self.reactor.listenUDP(0, self.proto, interface=self.interface)
+        self.port = self.reactor.listenUDP(
+            0, self.proto, interface=self.interface, maxPacketSize=MAX_UDP_PAYLOAD
+        )
 
     def stopService(self) -> Any:
         super().stopService()

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from amidcc.codecs.c1222 import NEED_MORE, ApduBuffer, ApduTooLargeError, receive_datagram
+from amidcc.codecs.c1222.datagram import MAX_UDP_PAYLOAD
 from amidcc.codecs.errors import RemoteProtocolError
 
 from ..config import Config
@@ -235,7 +236,11 @@ class C1222Listener(Service):
         super().startService()  # type: ignore[no-untyped-call]
         if self.datagram is not None and self.udp_endpoint is not None:
             port, interface = parse_udp_endpoint(self.udp_endpoint)
-            self.udp_port = self.reactor.listenUDP(port, self.datagram, interface=interface)
+            # Twisted reads datagrams into an 8 KiB buffer by default, which truncates a larger
+            # C12.22 APDU into garbage; take any UDP payload (the APDU size limit applies after).
+            self.udp_port = self.reactor.listenUDP(
+                port, self.datagram, interface=interface, maxPacketSize=MAX_UDP_PAYLOAD
+            )
         d = serverFromString(self.reactor, self.endpoint).listen(self.factory)  # type: ignore[no-untyped-call]
 
         def listening(port: Any) -> Any:
