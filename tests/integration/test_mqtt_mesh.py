@@ -242,3 +242,25 @@ def test_config_and_garbage_without_a_broker(tmp_path: Path) -> None:
     failed = link.request(address, [b"\x20"], timeout=1.0)
     assert isinstance(failed.result.value, LinkDown)  # type: ignore[attr-defined]
     failed.addErrback(lambda _: None)
+
+
+def test_routes_come_back_when_a_cell_speaks_before_the_session_is_seen_up(tmp_path: Path) -> None:
+    """After a broker restart a cell's uplink can arrive before the link notices the session is
+    back; that uplink opens a fresh channel knowing no meters. The saved routes must still be put
+    on it, or every meter of the cell stays "not connected" (a mesh meter never re-registers)."""
+    from twisted.internet.task import Clock
+
+    link = build_mqtt(parse_config({"gateway": {"name": "east"}}), Clock())
+    link._on_uplink("amidcc/rf/cellX/up", b"\x61\x02\x00\x00")  # opens the cell's channel
+    address = MeterAddress(meter_id="m", ap_title=".2.7.1", link=LinkKind.MQTT)
+    first = link.cells["cellX"]
+    link.c1222.routes[address.ap_title] = first
+    first.state.titles.add(address.ap_title)
+    assert link.c1222.is_reachable(address)
+    link._session_lost()
+    assert not link.c1222.is_reachable(address)
+    link._on_uplink("amidcc/rf/cellX/up", b"\x61\x02\x00\x00")  # the cell speaks first
+    assert link.cells["cellX"] is not first
+    link._session_up()
+    assert link.c1222.is_reachable(address)
+    assert link.c1222.routes[address.ap_title] is link.cells["cellX"]

@@ -212,11 +212,16 @@ class MqttLink(Service):
     def _session_up(self) -> None:
         saved, self._saved = self._saved, {}
         for cell, (titles, collector, next_tag) in saved.items():
-            if cell in self.cells:
-                continue  # the cell spoke first after the reconnect
-            channel = self.cells[cell] = CellChannel(self, cell, first_tag=next_tag)
-            channel.state.collector = collector
-            self.c1222.channel_opened(channel)
+            channel = self.cells.get(cell)
+            if channel is None:
+                channel = self.cells[cell] = CellChannel(self, cell, first_tag=next_tag)
+                channel.state.collector = collector
+                self.c1222.channel_opened(channel)
+            elif channel.state.collector is None:
+                channel.state.collector = collector
+            # Restore the routes even when the cell spoke first after the reconnect (its uplink
+            # opened a fresh channel that knows no meters): skipping it left every meter of the
+            # cell "not connected" until it registered again, which a mesh meter never does.
             for title in titles:
                 if title not in self.c1222.routes:
                     self.c1222.routes[title] = channel
