@@ -51,7 +51,7 @@ from amidcc.codecs.c1219.timefmt import (
 )
 
 from .config import ScheduleSection
-from .meters import MeterRefused
+from .meters import MeterRefused, TableReader
 from .metrics import GatewayMetrics
 from .registry import MeterRecord, MeterRegistry, MeterState, Registration
 
@@ -282,19 +282,8 @@ def default_programs(
 # -- the Twisted driver ----------------------------------------------------------------------------
 
 
-class Client(Protocol):
-    """What the scheduler needs of the MeterClient."""
-
-    def read_table(
-        self,
-        meter_id: str,
-        table: int,
-        *,
-        offset: int | None = None,
-        count: int | None = None,
-        mfg: bool = False,
-        decode: bool = True,
-    ) -> Deferred[Any]: ...
+class Client(TableReader, Protocol):
+    """What the scheduler needs of the MeterClient: reads (``TableReader``), and more."""
 
     def write_table(
         self,

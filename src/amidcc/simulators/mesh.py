@@ -32,8 +32,9 @@ from __future__ import annotations
 import json
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from twisted.application.service import Service
@@ -47,7 +48,7 @@ from amidcc.codecs.psem import TraceResponse, UniversalId, encode_response
 from amidcc.net import topics
 from amidcc.net.mqtt import MqttClient, MqttConfig, MqttState
 
-from .c1222_tcp import C1222Node, NodeSettings, Outgoing
+from .c1222_tcp import C1222Node, NodeSettings, Outgoing, deliver
 from .meter import SimMeter
 
 __all__ = [
@@ -493,14 +494,11 @@ class RfMesh(Service):
 
     def _answer(self, cell: str, at: str, data: bytes) -> None:
         """``data`` reached its destination node: the cell's C12.22 node answers from there."""
-        for out in self.cells[cell].c1222.receive(data, self.clock()):
-            self._later(out, cell, at)
+        self._deliver(self.cells[cell].c1222.receive(data, self.clock()), cell, at)
 
-    def _later(self, out: Outgoing, cell: str, sender: str) -> None:
-        if out.delay > 0:
-            self.reactor.callLater(out.delay, self._send_up, cell, sender, out.data)
-        else:
-            self._send_up(cell, sender, out.data)
+    def _deliver(self, outgoing: Iterable[Outgoing], cell: str, sender: str) -> None:
+        """Send each answer up from ``sender`` now, or after the meter's latency fault."""
+        deliver(outgoing, partial(self._send_up, cell, sender), self.reactor.callLater)
 
     # -- MQTT handlers -----------------------------------------------------------------------------
 
@@ -550,7 +548,7 @@ class RfMesh(Service):
                         continue
                     out = cell.c1222.push(meter, alarm, now)
                     if out is not None:
-                        self._later(out, name, meter.meter_id)
+                        self._deliver((out,), name, meter.meter_id)
 
     def _publish_status(self, cell: str) -> None:
         if self._client_of[cell].state is not MqttState.CONNECTED:

@@ -37,6 +37,7 @@ from amidcc.codecs.c1219 import (
     ProcedureSelector,
     RemoteResetAction,
 )
+from amidcc.codecs.c1219.fields import encode_table_idb
 from amidcc.codecs.c1219.timefmt import decode_time, time_size
 from amidcc.codecs.codes import ResponseCode
 from amidcc.codecs.errors import CodecError
@@ -91,7 +92,7 @@ def _st7(meter: SimMeter, data: bytes, now: float, user_id: int) -> ResponseCode
     if ctx.st0 is not None and len(proc.params) > ctx.st0.max_proc_parm_length:
         return ResponseCode.IAR
     result, resp = run_procedure(meter, proc, now, user_id=user_id or 1)
-    word = proc.number | (0x0800 if proc.mfg else 0) | (proc.selector << 12)
+    word = encode_table_idb(proc.number, proc.mfg, proc.selector)
     meter.log(now, StdEvent.PROCEDURE_INVOKED, word, user_id or 1)
     post = proc.selector in (ProcedureSelector.POST_ON_COMPLETION, ProcedureSelector.POST_NOW_AND_ON_COMPLETION) or (
         proc.selector == ProcedureSelector.POST_ON_EXCEPTION and result is not _R.COMPLETED

@@ -114,6 +114,7 @@ from amidcc.codecs.c1219.mfg import (
     SelfTestResults,
     SelfTestStatus,
 )
+from amidcc.codecs.c1219.registry import MFG_FLAG
 
 from .config import DAY, MeterConfig
 from .diagnostics import EventRecord
@@ -140,8 +141,8 @@ __all__ = [
     "writable",
 ]
 
-MT_0 = 0x0800
-MT_1 = 0x0801
+MT_0 = MFG_FLAG  # amidcc's MT0 (table-id word with the manufacturer bit)
+MT_1 = MFG_FLAG | 1
 #: Load-profile channels (ST62 source index = position).
 LP_CHANNELS = ("Wh delivered", "Wh received", "voltage (dV)", "power factor (per mille)")
 #: Events the meter can log (ST72).
